@@ -1,0 +1,26 @@
+//! Neuralboard's engine: everything that makes or moves sound, with no GUI dependency.
+//!
+//! - [`Engine`] runs on the audio thread; [`Controller`] is its non-real-time handle (GUI, renderer, tests).
+//! - [`pedal::Pedal`] is what every effect implements; [`effects`] holds them and the registry.
+//! - [`preset`] reads and writes presets; [`render`] runs the engine offline over WAV files.
+//!
+//! The real-time rules: nothing reached from [`Engine::process`] allocates, locks, blocks or does I/O.
+
+pub mod chain;
+pub mod control;
+pub mod controller;
+pub mod dsp;
+pub mod effects;
+pub mod engine;
+pub mod param;
+pub mod pedal;
+pub mod preset;
+pub mod render;
+
+pub use chain::SlotId;
+pub use control::{Command, CommandKind, Event, Telemetry, TelemetrySnapshot};
+pub use controller::{Controller, SlotState, SlotStatus};
+pub use engine::{Engine, EngineConfig};
+pub use param::{ParamId, ParamSpec};
+pub use pedal::{Pedal, PedalInfo};
+pub use preset::Preset;

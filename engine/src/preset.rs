@@ -1,0 +1,357 @@
+//! Presets: the chain (pedal kind, model file, parameter values, bypass, mix) and the global levels, as RON.
+//!
+//! Files are human-editable and may be hand-broken or hostile, so loading checks everything and says where the
+//! problem is: syntax and type errors with line and column, semantic errors with the path inside the preset
+//! (`chain[1].params.threshold_db`). A pedal kind this version does not know, or a parameter it does not know, is
+//! a warning: the rest loads and the unknown parts are kept, so saving again loses nothing. Saves are atomic.
+//!
+//! ```ron
+//! (
+//!     version: 1,
+//!     name: "Clean practice",
+//!     input_gain_db: 0.0,
+//!     output_level_db: -6.0,
+//!     chain: [
+//!         (kind: "gate", params: {"threshold_db": -62.0, "release_ms": 120.0}),
+//!         (kind: "gain", bypass: true, params: {"gain_db": 6.0}),
+//!     ],
+//! )
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chain::MAX_SLOTS;
+use crate::effects;
+use crate::engine::GLOBAL_GAIN_RANGE_DB;
+
+/// The preset format version this build reads and writes.
+pub const PRESET_VERSION: u32 = 1;
+
+/// Presets are small; anything larger is not one, and reading it whole could exhaust memory.
+pub const MAX_PRESET_BYTES: u64 = 1 << 20;
+
+/// File extension of presets.
+pub const EXTENSION: &str = "ron";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preset {
+    pub version: u32,
+    pub name: String,
+    #[serde(default)]
+    pub input_gain_db: f32,
+    #[serde(default)]
+    pub output_level_db: f32,
+    #[serde(default)]
+    pub chain: Vec<PresetSlot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PresetSlot {
+    pub kind: String,
+    /// Model or impulse-response file: absolute, or relative to the preset's folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bypass: bool,
+    #[serde(default = "full_mix")]
+    pub mix: f32,
+    /// Values in plain units, by parameter id. Parameters left out take their defaults.
+    #[serde(default)]
+    pub params: BTreeMap<String, f32>,
+}
+
+fn full_mix() -> f32 {
+    1.0
+}
+
+impl PresetSlot {
+    pub fn new(kind: &str) -> Self {
+        Self { kind: kind.to_owned(), model: None, bypass: false, mix: 1.0, params: BTreeMap::new() }
+    }
+}
+
+/// Why a preset could not be loaded or saved. Every message starts with the file it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum PresetError {
+    #[error("{}: cannot read: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    Syntax { path: PathBuf, line: usize, column: usize, message: String },
+    #[error("{}: {message}", path.display())]
+    Invalid { path: PathBuf, message: String },
+    #[error("{}: cannot save: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+}
+
+/// Something in a preset that was skipped or could not be honoured, while the rest loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresetWarning {
+    /// Where in the file: `chain[2]`, `chain[0].params.drive`, `colour`.
+    pub location: String,
+    pub message: String,
+}
+
+impl fmt::Display for PresetWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// A preset read from a file, with what was skipped.
+#[derive(Debug, Clone)]
+pub struct LoadedPreset {
+    pub preset: Preset,
+    pub path: PathBuf,
+    pub warnings: Vec<PresetWarning>,
+}
+
+impl LoadedPreset {
+    /// The folder relative model paths are resolved against.
+    pub fn base_dir(&self) -> Option<&Path> {
+        self.path.parent()
+    }
+}
+
+impl Preset {
+    /// An empty chain at unity levels.
+    pub fn empty(name: &str) -> Self {
+        Self { version: PRESET_VERSION, name: name.to_owned(), input_gain_db: 0.0, output_level_db: 0.0, chain: vec![] }
+    }
+
+    /// Reads and checks a preset file.
+    pub fn load(path: &Path) -> Result<LoadedPreset, PresetError> {
+        let read_error = |source| PresetError::Read { path: path.to_owned(), source };
+        let size = std::fs::metadata(path).map_err(read_error)?.len();
+        if size > MAX_PRESET_BYTES {
+            return Err(PresetError::Invalid {
+                path: path.to_owned(),
+                message: format!("{size} bytes is too large for a preset (at most {MAX_PRESET_BYTES})"),
+            });
+        }
+        let bytes = std::fs::read(path).map_err(read_error)?;
+        let text = String::from_utf8(bytes).map_err(|e| PresetError::Invalid {
+            path: path.to_owned(),
+            message: format!("not a text file (invalid UTF-8 at byte {})", e.utf8_error().valid_up_to()),
+        })?;
+        let (preset, warnings) = Self::parse(&text, path)?;
+        Ok(LoadedPreset { preset, path: path.to_owned(), warnings })
+    }
+
+    /// Parses and checks preset text; `path` names the source in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<(Preset, Vec<PresetWarning>), PresetError> {
+        let syntax = |e: ron::error::SpannedError| PresetError::Syntax {
+            path: path.to_owned(),
+            line: e.span.start.line,
+            column: e.span.start.col,
+            message: e.code.to_string(),
+        };
+        let mut warnings = Vec::new();
+        let mut de = ron::de::Deserializer::from_str(text).map_err(syntax)?;
+        let preset: Preset = serde_ignored::deserialize(&mut de, |ignored| {
+            warnings.push(PresetWarning { location: ignored.to_string(), message: "unknown field, ignored".into() });
+        })
+        .map_err(|e| syntax(de.span_error(e)))?;
+        de.end().map_err(|e| syntax(de.span_error(e)))?;
+        preset.check(path, &mut warnings)?;
+        Ok((preset, warnings))
+    }
+
+    /// Semantic checks: what a well-formed file can still get wrong.
+    fn check(&self, path: &Path, warnings: &mut Vec<PresetWarning>) -> Result<(), PresetError> {
+        let invalid = |message: String| PresetError::Invalid { path: path.to_owned(), message };
+        if self.version != PRESET_VERSION {
+            return Err(invalid(if self.version > PRESET_VERSION {
+                format!(
+                    "preset version {} was made by a newer Neuralboard (this one reads version {PRESET_VERSION})",
+                    self.version
+                )
+            } else {
+                format!("unsupported preset version {} (expected {PRESET_VERSION})", self.version)
+            }));
+        }
+        for (field, db) in [("input_gain_db", self.input_gain_db), ("output_level_db", self.output_level_db)] {
+            let (min, max) = GLOBAL_GAIN_RANGE_DB;
+            if !db.is_finite() || db < min || db > max {
+                return Err(invalid(format!("{field} = {db} is not a level in {min}..={max} dB")));
+            }
+        }
+        if self.chain.len() > MAX_SLOTS {
+            return Err(invalid(format!(
+                "the chain has {} pedals; a board holds at most {MAX_SLOTS}",
+                self.chain.len()
+            )));
+        }
+        for (i, slot) in self.chain.iter().enumerate() {
+            if !slot.mix.is_finite() || !(0.0..=1.0).contains(&slot.mix) {
+                return Err(invalid(format!("chain[{i}].mix = {} is not in 0..=1", slot.mix)));
+            }
+            let Some(kind) = effects::find(&slot.kind) else {
+                warnings.push(PresetWarning {
+                    location: format!("chain[{i}]"),
+                    message: format!("unknown pedal kind '{}': kept in place, passes the signal through", slot.kind),
+                });
+                // Values are still checked for sanity, so a saved file never carries NaN.
+                if let Some((id, v)) = slot.params.iter().find(|(_, v)| !v.is_finite()) {
+                    return Err(invalid(format!("chain[{i}].params.{id} = {v} is not a number")));
+                }
+                continue;
+            };
+            let specs = (kind.params)();
+            for (id, &value) in &slot.params {
+                let location = format!("chain[{i}].params.{id}");
+                match specs.iter().find(|s| s.id == id) {
+                    Some(spec) => {
+                        spec.validate(value).map_err(|e| {
+                            invalid(format!("{location} ({} {}): {e}", kind.name, spec.name.to_lowercase()))
+                        })?;
+                    }
+                    None if !value.is_finite() => {
+                        return Err(invalid(format!("{location} = {value} is not a number")));
+                    }
+                    None => warnings.push(PresetWarning {
+                        location,
+                        message: format!("'{}' has no parameter '{id}': kept, not used", kind.kind),
+                    }),
+                }
+            }
+            if kind.needs_model && slot.model.is_none() {
+                warnings.push(PresetWarning {
+                    location: format!("chain[{i}]"),
+                    message: format!("'{}' has no model file set", kind.kind),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The preset as RON text, laid out for people to read and edit.
+    pub fn to_ron(&self) -> String {
+        let config = ron::ser::PrettyConfig::new().depth_limit(4).indentor("    ".to_owned());
+        // Serialising plain data with string keys cannot fail.
+        ron::ser::to_string_pretty(self, config).expect("preset serialises") + "\n"
+    }
+
+    /// Writes atomically: a temporary file in the same folder, flushed to disk, then renamed over the target.
+    /// A crash or full disk mid-save leaves the old preset intact.
+    pub fn save(&self, path: &Path) -> Result<(), PresetError> {
+        let write_error = |source| PresetError::Write { path: path.to_owned(), source };
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).map_err(write_error)?;
+        let file_name = path.file_name().ok_or_else(|| {
+            write_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))
+        })?;
+        let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+        let result = (|| {
+            let mut file = std::fs::File::create(&tmp)?;
+            file.write_all(self.to_ron().as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result.map_err(write_error)
+    }
+}
+
+/// Resolves a model path from a preset: absolute as is, relative against the preset's folder.
+pub fn resolve_model_path(model: &str, base_dir: Option<&Path>) -> PathBuf {
+    let path = Path::new(model);
+    match base_dir {
+        Some(base) if path.is_relative() => base.join(path),
+        _ => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<(Preset, Vec<PresetWarning>), PresetError> {
+        Preset::parse(text, Path::new("test.ron"))
+    }
+
+    const GOOD: &str = r#"(
+        version: 1,
+        name: "Test",
+        output_level_db: -6.0,
+        chain: [
+            (kind: "gate", params: {"threshold_db": -55.0}),
+            (kind: "gain", bypass: true, mix: 0.5, params: {"gain_db": 6.0}),
+        ],
+    )"#;
+
+    #[test]
+    fn a_preset_survives_a_save_and_load_round_trip() {
+        let (preset, warnings) = parse(GOOD).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(preset.chain.len(), 2);
+        assert!(preset.chain[1].bypass);
+        let dir = std::env::temp_dir().join(format!("nb-preset-{}", std::process::id()));
+        let path = dir.join("round trip.ron");
+        preset.save(&path).unwrap();
+        let loaded = Preset::load(&path).unwrap();
+        assert_eq!(loaded.preset, preset);
+        assert!(std::fs::read_dir(&dir).unwrap().count() == 1, "no temporary file left behind");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn syntax_errors_name_the_file_line_and_column() {
+        let err = parse("(\n  version: 1,\n  name: \"x\",\n  chain: [ (kind: \"gate\" params: {}) ],\n)").unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("test.ron:4:"), "{message}");
+        assert!(!message.contains('\n'));
+    }
+
+    #[test]
+    fn wrong_types_and_truncation_are_errors_with_positions() {
+        assert!(matches!(parse(r#"(version: "one", name: "x")"#), Err(PresetError::Syntax { line: 1, .. })));
+        assert!(matches!(parse(&GOOD[..60]), Err(PresetError::Syntax { .. })));
+        assert!(matches!(parse(""), Err(PresetError::Syntax { .. })));
+    }
+
+    #[test]
+    fn nan_and_out_of_range_values_are_rejected_with_their_location() {
+        let nan = GOOD.replace("-55.0", "NaN");
+        let message = parse(&nan).unwrap_err().to_string();
+        assert!(message.contains("chain[0].params.threshold_db") && message.contains("not a finite"), "{message}");
+        let high = GOOD.replace("-55.0", "12.0");
+        let message = parse(&high).unwrap_err().to_string();
+        assert!(message.contains("outside -100..=0"), "{message}");
+        let mix = GOOD.replace("mix: 0.5", "mix: 2.0");
+        assert!(parse(&mix).unwrap_err().to_string().contains("chain[1].mix"));
+        let level = GOOD.replace("-6.0", "inf");
+        assert!(parse(&level).unwrap_err().to_string().contains("output_level_db"));
+    }
+
+    #[test]
+    fn unknown_kinds_parameters_and_fields_are_warnings_not_errors() {
+        let text = GOOD
+            .replace(r#"(kind: "gate","#, r#"(kind: "octaver", colour: "red","#)
+            .replace(r#""gain_db": 6.0"#, r#""gain_db": 6.0, "sparkle": 3.0"#);
+        let (preset, warnings) = parse(&text).unwrap();
+        assert_eq!(preset.chain[0].kind, "octaver");
+        let locations: Vec<_> = warnings.iter().map(|w| w.location.as_str()).collect();
+        assert!(locations.contains(&"chain[0]"), "{warnings:?}");
+        assert!(locations.contains(&"chain[1].params.sparkle"), "{warnings:?}");
+        assert!(locations.iter().any(|l| l.contains("colour")), "{warnings:?}");
+    }
+
+    #[test]
+    fn newer_versions_are_refused_politely() {
+        let message = parse(&GOOD.replace("version: 1", "version: 7")).unwrap_err().to_string();
+        assert!(message.contains("newer Neuralboard"), "{message}");
+    }
+
+    #[test]
+    fn relative_model_paths_resolve_against_the_preset_folder() {
+        assert_eq!(resolve_model_path("amp.nam", Some(Path::new("/p"))), PathBuf::from("/p/amp.nam"));
+        assert_eq!(resolve_model_path("/m/amp.nam", Some(Path::new("/p"))), PathBuf::from("/m/amp.nam"));
+    }
+}
