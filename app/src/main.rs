@@ -1,1 +1,109 @@
-fn main() {}
+//! `neuralboard`: the desktop pedalboard, and its headless subcommands.
+//!
+//! With no subcommand it opens the GUI; `render` runs the very same engine offline over a WAV file.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use neuralboard_engine::param::gain_to_db;
+use neuralboard_engine::preset::Preset;
+use neuralboard_engine::render::{self, RenderJob};
+
+#[derive(Parser)]
+#[command(name = "neuralboard", version, about = "A guitar pedalboard whose effects are neural networks.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Process a WAV file through a preset's chain, offline, with the same engine the live board uses.
+    ///
+    /// Reads 8/16/24/32-bit integer and 32-bit float WAV; stereo or multi-channel input is mixed to mono (a
+    /// guitar is mono). Writes 32-bit float WAV at the input's sample rate and length: mono, or stereo when the
+    /// chain makes stereo.
+    Render {
+        /// Preset (.ron) whose chain and levels to use; without one the signal passes through the input/output
+        /// stages and the safety limiter only.
+        #[arg(long, value_name = "FILE")]
+        preset: Option<PathBuf>,
+        /// Frames per engine call, as an audio interface's buffer size would be.
+        #[arg(long, value_name = "N", default_value_t = 128)]
+        block: usize,
+        /// Input WAV file.
+        input: PathBuf,
+        /// Output WAV file (replaced atomically when the render succeeds).
+        output: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Render { preset, block, input, output }) => render_command(preset, block, input, output),
+        None => gui(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the file first: every engine error names its file and already includes its cause.
+            eprintln!("neuralboard: error: {}", e.to_string().replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn gui() -> anyhow::Result<()> {
+    anyhow::bail!(
+        "the graphical board is not part of this build yet; use `neuralboard render --help` for offline \
+         processing"
+    )
+}
+
+fn render_command(preset: Option<PathBuf>, block: usize, input: PathBuf, output: PathBuf) -> anyhow::Result<()> {
+    let preset = preset.map(|p| Preset::load(&p)).transpose()?;
+    let progress = progress_bar();
+    let started = Instant::now();
+    let job = RenderJob { input: &input, output: &output, preset: preset.as_ref(), block };
+    let report = render::render(&job, &mut |done, total| {
+        if let Some(bar) = &progress {
+            bar.set_length(total);
+            bar.set_position(done);
+        }
+    })?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    for warning in &report.warnings {
+        eprintln!("neuralboard: warning: {warning}");
+    }
+    let seconds = report.frames as f64 / f64::from(report.sample_rate);
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}: {seconds:.2} s at {} Hz, {} → {} channel(s), peak {:.1} dBFS; rendered in {elapsed:.2} s ({:.0}× real time)",
+        output.display(),
+        report.sample_rate,
+        report.input_channels,
+        report.output_channels,
+        gain_to_db(report.output_peak),
+        seconds / elapsed.max(1e-9),
+    );
+    Ok(())
+}
+
+/// A progress bar on stderr, only when a person is watching a terminal.
+fn progress_bar() -> Option<indicatif::ProgressBar> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    let style = indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent}% eta {eta}")
+        .ok()?
+        .progress_chars("=> ");
+    bar.set_style(style);
+    Some(bar)
+}

@@ -130,6 +130,9 @@ impl Slot {
 
         let healthy = is_healthy(left) && (!stereo || is_healthy(right));
         if !healthy {
+            // Keep the fades on schedule: a fault must not stretch a bypass or mix ramp.
+            self.engage.skip(n);
+            self.mix.skip(n);
             self.pedal.reset();
             left.copy_from_slice(dry_left);
             if stereo {
@@ -143,7 +146,7 @@ impl Slot {
             return true; // fully wet: nothing to blend
         }
         for i in 0..n {
-            let wet = self.engage.next() * self.mix.next();
+            let wet = self.engage.next_value() * self.mix.next_value();
             left[i] = dry_left[i] + (left[i] - dry_left[i]) * wet;
             if stereo {
                 right[i] = dry_right[i] + (right[i] - dry_right[i]) * wet;
@@ -191,6 +194,9 @@ impl FaultLog {
 
 /// An ordered list of slots with capacity for [`MAX_SLOTS`].
 pub struct Chain {
+    /// Boxed so that slots arrive in and leave the chain as pointers: inserting a prepared slot or removing one
+    /// moves no buffers and never allocates or frees on the audio thread.
+    #[allow(clippy::vec_box)]
     slots: Vec<Box<Slot>>,
 }
 

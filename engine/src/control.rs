@@ -33,22 +33,49 @@ pub const GARBAGE_QUEUE: usize = 256;
 #[strum_discriminants(name(CommandKind), derive(strum::EnumIter, Hash))]
 pub enum Command {
     /// A parameter in plain units; the pedal smooths it.
-    SetParam { slot: SlotId, param: ParamId, value: f32 },
-    SetBypass { slot: SlotId, bypassed: bool },
+    SetParam {
+        slot: SlotId,
+        param: ParamId,
+        value: f32,
+    },
+    SetBypass {
+        slot: SlotId,
+        bypassed: bool,
+    },
     /// For footswitches, which know only "pressed". The engine reports the resulting state.
-    ToggleBypass { slot: SlotId },
+    ToggleBypass {
+        slot: SlotId,
+    },
     /// Dry/wet, 0..=1.
-    SetMix { slot: SlotId, mix: f32 },
-    SetInputGain { db: f32 },
-    SetOutputLevel { db: f32 },
+    SetMix {
+        slot: SlotId,
+        mix: f32,
+    },
+    SetInputGain {
+        db: f32,
+    },
+    SetOutputLevel {
+        db: f32,
+    },
     /// Moves a slot to a position (clamped to the end).
-    MoveSlot { slot: SlotId, to: usize },
+    MoveSlot {
+        slot: SlotId,
+        to: usize,
+    },
     /// A slot built and prepared off the audio thread.
-    InsertSlot { index: usize, slot: Box<Slot> },
-    RemoveSlot { slot: SlotId },
+    InsertSlot {
+        index: usize,
+        slot: Box<Slot>,
+    },
+    RemoveSlot {
+        slot: SlotId,
+    },
     /// A whole new chain (preset switch), crossfaded in through silence.
     LoadChain(Box<ChainSwap>),
-    SetTuner { enabled: bool, mute: bool },
+    SetTuner {
+        enabled: bool,
+        mute: bool,
+    },
     /// Clears every pedal's signal state (a panic button).
     ResetAll,
 }
@@ -76,16 +103,36 @@ pub enum Fault {
 /// What the engine tells the rest of the app.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    PedalFault { slot: SlotId, fault: Fault },
+    PedalFault {
+        slot: SlotId,
+        fault: Fault,
+    },
     /// A bypass changed by a command the GUI did not send itself (a footswitch).
-    BypassChanged { slot: SlotId, bypassed: bool },
+    BypassChanged {
+        slot: SlotId,
+        bypassed: bool,
+    },
     /// A parameter changed by a command the GUI did not send itself (a MIDI controller).
-    ParamChanged { slot: SlotId, param: ParamId, value: f32 },
-    MixChanged { slot: SlotId, mix: f32 },
-    InputGainChanged { db: f32 },
-    OutputLevelChanged { db: f32 },
+    ParamChanged {
+        slot: SlotId,
+        param: ParamId,
+        value: f32,
+    },
+    MixChanged {
+        slot: SlotId,
+        mix: f32,
+    },
+    InputGainChanged {
+        db: f32,
+    },
+    OutputLevelChanged {
+        db: f32,
+    },
     /// A command that could not be carried out (unknown slot, full chain).
-    Rejected { command: CommandKind, reason: &'static str },
+    Rejected {
+        command: CommandKind,
+        reason: &'static str,
+    },
     /// A preset's chain is now playing.
     ChainLoaded,
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::chain::{Chain, MAX_SLOTS, Slot, SlotId};
 use crate::control::{ChainSwap, Command, CommandSender, Event, Garbage, QueueFull, Telemetry, TelemetrySnapshot};
 use crate::effects::{self, missing::Missing};
-use crate::engine::EngineConfig;
+use crate::engine::{EngineConfig, clamp_global_db};
 use crate::param::ParamId;
 use crate::pedal::{Pedal, PedalInfo};
 use crate::preset::{Preset, PresetSlot, resolve_model_path};
@@ -21,7 +21,9 @@ use crate::preset::{Preset, PresetSlot, resolve_model_path};
 pub enum SlotStatus {
     Ready,
     /// The pedal could not be built (unknown kind, missing or broken model file); a pass-through holds its place.
-    Missing { reason: String },
+    Missing {
+        reason: String,
+    },
 }
 
 /// The controller's view of one slot.
@@ -155,7 +157,8 @@ impl Controller {
         self.modified = false;
     }
 
-    /// Latest levels, CPU load and tuner reading.
+    /// Latest levels, CPU load and tuner reading. Reading clears the accumulated peaks and clip flags, so one
+    /// place (the GUI's meter tick) should read it.
     pub fn telemetry(&self) -> TelemetrySnapshot {
         self.telemetry.take()
     }
@@ -217,6 +220,21 @@ impl Controller {
     /// become pass-through stand-ins marked [`SlotStatus::Missing`]. The result goes to the engine with
     /// [`Command::LoadChain`] (see [`Self::load_preset`]) or, before audio starts, [`crate::Engine::install_chain`].
     pub fn prepare_preset(&mut self, preset: &Preset, base_dir: Option<&Path>) -> Box<ChainSwap> {
+        let (swap, states) = self.build_preset(preset, base_dir);
+        self.show_preset(preset, states);
+        swap
+    }
+
+    /// Switches the board to a preset (crossfaded through silence by the engine). If the engine cannot take it,
+    /// the board stays as it was.
+    pub fn load_preset(&mut self, preset: &Preset, base_dir: Option<&Path>) -> Result<(), ControlError> {
+        let (swap, states) = self.build_preset(preset, base_dir);
+        self.ui.send(Command::LoadChain(swap))?;
+        self.show_preset(preset, states);
+        Ok(())
+    }
+
+    fn build_preset(&mut self, preset: &Preset, base_dir: Option<&Path>) -> (Box<ChainSwap>, Vec<SlotState>) {
         let mut slots = Vec::with_capacity(preset.chain.len());
         let mut states = Vec::with_capacity(preset.chain.len());
         for entry in preset.chain.iter().take(MAX_SLOTS) {
@@ -225,22 +243,20 @@ impl Controller {
             slots.push(slot);
             states.push(state);
         }
-        self.slots = states;
-        self.name = preset.name.clone();
-        self.input_gain_db = preset.input_gain_db;
-        self.output_level_db = preset.output_level_db;
-        self.modified = false;
-        Box::new(ChainSwap {
+        let swap = Box::new(ChainSwap {
             chain: Chain::from_slots(slots),
-            input_gain_db: preset.input_gain_db,
-            output_level_db: preset.output_level_db,
-        })
+            input_gain_db: clamp_global_db(preset.input_gain_db),
+            output_level_db: clamp_global_db(preset.output_level_db),
+        });
+        (swap, states)
     }
 
-    /// Switches the board to a preset (crossfaded through silence by the engine).
-    pub fn load_preset(&mut self, preset: &Preset, base_dir: Option<&Path>) -> Result<(), ControlError> {
-        let swap = self.prepare_preset(preset, base_dir);
-        Ok(self.ui.send(Command::LoadChain(swap))?)
+    fn show_preset(&mut self, preset: &Preset, states: Vec<SlotState>) {
+        self.slots = states;
+        self.name = preset.name.clone();
+        self.input_gain_db = clamp_global_db(preset.input_gain_db);
+        self.output_level_db = clamp_global_db(preset.output_level_db);
+        self.modified = false;
     }
 
     /// The board as a preset, ready to save.
@@ -386,18 +402,22 @@ impl Controller {
         Ok(())
     }
 
-    pub fn set_input_gain_db(&mut self, db: f32) -> Result<(), ControlError> {
+    /// Sets the global input gain (clamped to [`crate::engine::GLOBAL_GAIN_RANGE_DB`]); returns the value used.
+    pub fn set_input_gain_db(&mut self, db: f32) -> Result<f32, ControlError> {
+        let db = clamp_global_db(db);
         self.ui.send(Command::SetInputGain { db })?;
         self.input_gain_db = db;
         self.modified = true;
-        Ok(())
+        Ok(db)
     }
 
-    pub fn set_output_level_db(&mut self, db: f32) -> Result<(), ControlError> {
+    /// Sets the global output level (clamped to [`crate::engine::GLOBAL_GAIN_RANGE_DB`]); returns the value used.
+    pub fn set_output_level_db(&mut self, db: f32) -> Result<f32, ControlError> {
+        let db = clamp_global_db(db);
         self.ui.send(Command::SetOutputLevel { db })?;
         self.output_level_db = db;
         self.modified = true;
-        Ok(())
+        Ok(db)
     }
 
     /// Turns the tuner analysis on or off; `mute` silences the output while tuning.

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use crate::chain::{Chain, FaultLog};
 use crate::control::{
-    COMMAND_QUEUE, ChainSwap, Command, CommandKind, CommandSender, EVENT_QUEUE, Event, Fault, GARBAGE_QUEUE,
-    Garbage, SOURCES, Source, Telemetry,
+    COMMAND_QUEUE, ChainSwap, Command, CommandKind, CommandSender, EVENT_QUEUE, Event, Fault, GARBAGE_QUEUE, Garbage,
+    SOURCES, Source, Telemetry,
 };
 use crate::controller::Controller;
 use crate::dsp::denormal::DenormalGuard;
@@ -25,7 +25,7 @@ pub const GLOBAL_GAIN_RANGE_DB: (f32, f32) = (-60.0, 24.0);
 /// How often levels and RMS are published: about a screen refresh.
 const PUBLISH_INTERVAL_S: f32 = 1.0 / 60.0;
 /// Fade out before and in after a preset switch, so the switch never clicks.
-const SWITCH_FADE_MS: f32 = 10.0;
+pub const SWITCH_FADE_MS: f32 = 10.0;
 /// Smoothing of the published CPU load (time constant in seconds).
 const CPU_LOAD_SMOOTHING_S: f32 = 0.3;
 
@@ -191,10 +191,10 @@ impl Engine {
         let gains = &mut self.gain_scratch[..n];
         self.output_gain.fill(gains);
         if self.switch_fade.is_smoothing() || self.switch_fade.current() != 1.0 {
-            gains.iter_mut().for_each(|g| *g *= self.switch_fade.next());
+            gains.iter_mut().for_each(|g| *g *= self.switch_fade.next_value());
         }
         if self.mute_fade.is_smoothing() || self.mute_fade.current() != 1.0 {
-            gains.iter_mut().for_each(|g| *g *= self.mute_fade.next());
+            gains.iter_mut().for_each(|g| *g *= self.mute_fade.next_value());
         }
         for ((l, r), g) in left.iter_mut().zip(right.iter_mut()).zip(gains.iter()) {
             *l *= g;
@@ -224,6 +224,15 @@ impl Engine {
         }
     }
 
+    /// The chain that slot commands address: once a preset switch has been asked for, the controller's board
+    /// is the new chain, even while the old one is still fading out.
+    fn target_chain(&mut self) -> &mut Chain {
+        match &mut self.pending_chain {
+            Some(pending) => &mut pending.chain,
+            None => &mut self.chain,
+        }
+    }
+
     /// Applies one command. `echo` reports state changes back, for commands the GUI did not send itself.
     fn apply(&mut self, command: Command, echo: bool) {
         let kind = command.kind();
@@ -233,7 +242,7 @@ impl Engine {
             }
         };
         match command {
-            Command::SetParam { slot, param, value } => match self.chain.get_mut(slot) {
+            Command::SetParam { slot, param, value } => match self.target_chain().get_mut(slot) {
                 Some(s) => {
                     let Some(value) = s.pedal().info().param(param).map(|spec| spec.clamp(value)) else {
                         return self.reject(kind, "no such parameter");
@@ -243,14 +252,14 @@ impl Engine {
                 }
                 None => self.reject(kind, "no such slot"),
             },
-            Command::SetBypass { slot, bypassed } => match self.chain.get_mut(slot) {
+            Command::SetBypass { slot, bypassed } => match self.target_chain().get_mut(slot) {
                 Some(s) => {
                     s.set_bypassed(bypassed);
                     report(self, Event::BypassChanged { slot, bypassed });
                 }
                 None => self.reject(kind, "no such slot"),
             },
-            Command::ToggleBypass { slot } => match self.chain.get_mut(slot) {
+            Command::ToggleBypass { slot } => match self.target_chain().get_mut(slot) {
                 Some(s) => {
                     let bypassed = !s.is_bypassed();
                     s.set_bypassed(bypassed);
@@ -259,7 +268,7 @@ impl Engine {
                 }
                 None => self.reject(kind, "no such slot"),
             },
-            Command::SetMix { slot, mix } => match self.chain.get_mut(slot) {
+            Command::SetMix { slot, mix } => match self.target_chain().get_mut(slot) {
                 Some(s) => {
                     s.set_mix(mix);
                     report(self, Event::MixChanged { slot, mix });
@@ -269,25 +278,34 @@ impl Engine {
             Command::SetInputGain { db } => {
                 let db = clamp_global_db(db);
                 self.input_gain.set_target(db_to_gain(db));
+                if let Some(pending) = &mut self.pending_chain {
+                    pending.input_gain_db = db;
+                }
                 report(self, Event::InputGainChanged { db });
             }
             Command::SetOutputLevel { db } => {
                 let db = clamp_global_db(db);
                 self.output_gain.set_target(db_to_gain(db));
+                if let Some(pending) = &mut self.pending_chain {
+                    pending.output_level_db = db;
+                }
                 report(self, Event::OutputLevelChanged { db });
             }
             Command::MoveSlot { slot, to } => {
-                if !self.chain.move_slot(slot, to) {
+                if !self.target_chain().move_slot(slot, to) {
                     self.reject(kind, "no such slot");
                 }
             }
             Command::InsertSlot { index, slot } => {
-                if let Err(slot) = self.chain.insert(index, slot) {
+                let chain = self.target_chain();
+                let reason =
+                    if chain.position(slot.id()).is_some() { "duplicate slot id" } else { "the chain is full" };
+                if let Err(slot) = chain.insert(index, slot) {
                     self.discard(Garbage::Slot(slot));
-                    self.reject(kind, "the chain is full");
+                    self.reject(kind, reason);
                 }
             }
-            Command::RemoveSlot { slot } => match self.chain.remove(slot) {
+            Command::RemoveSlot { slot } => match self.target_chain().remove(slot) {
                 Some(removed) => self.discard(Garbage::Slot(removed)),
                 None => self.reject(kind, "no such slot"),
             },
@@ -309,6 +327,9 @@ impl Engine {
             }
             Command::ResetAll => {
                 self.chain.reset();
+                if let Some(pending) = &mut self.pending_chain {
+                    pending.chain.reset();
+                }
                 self.limiter.reset();
                 self.tuner.reset();
             }
@@ -384,7 +405,8 @@ impl Engine {
     }
 }
 
-fn clamp_global_db(db: f32) -> f32 {
+/// Clamps a global level into [`GLOBAL_GAIN_RANGE_DB`]; a non-finite value becomes 0 dB.
+pub fn clamp_global_db(db: f32) -> f32 {
     if db.is_finite() { db.clamp(GLOBAL_GAIN_RANGE_DB.0, GLOBAL_GAIN_RANGE_DB.1) } else { 0.0 }
 }
 

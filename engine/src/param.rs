@@ -228,12 +228,22 @@ impl Smoothed {
     }
 
     #[inline]
-    pub fn next(&mut self) -> f32 {
+    pub fn next_value(&mut self) -> f32 {
         if self.remaining > 0 {
             self.remaining -= 1;
             self.current = if self.remaining == 0 { self.target } else { self.current + self.step };
         }
         self.current
+    }
+
+    /// Advances the ramp by `n` samples without producing values.
+    pub fn skip(&mut self, n: usize) {
+        let n = (n as u32).min(self.remaining);
+        if n == 0 {
+            return;
+        }
+        self.remaining -= n;
+        self.current = if self.remaining == 0 { self.target } else { self.current + self.step * n as f32 };
     }
 
     pub fn is_smoothing(&self) -> bool {
@@ -254,7 +264,7 @@ impl Smoothed {
             out.fill(self.current);
         } else {
             for v in out {
-                *v = self.next();
+                *v = self.next_value();
             }
         }
     }
@@ -311,7 +321,7 @@ mod tests {
         s.set_target(1.0);
         let mut previous = 0.0;
         for i in 0..48 {
-            let v = s.next();
+            let v = s.next_value();
             assert!(v >= previous && v <= 1.0, "sample {i}: {v}");
             previous = v;
         }

@@ -242,9 +242,9 @@ impl Preset {
         let write_error = |source| PresetError::Write { path: path.to_owned(), source };
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(write_error)?;
-        let file_name = path.file_name().ok_or_else(|| {
-            write_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))
-        })?;
+        let file_name = path
+            .file_name()
+            .ok_or_else(|| write_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
         let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
         let result = (|| {
             let mut file = std::fs::File::create(&tmp)?;

@@ -62,6 +62,7 @@ fn open_input(path: &Path) -> Result<Input, RenderError> {
     let bad = |message: String| RenderError::Input { path: path.to_owned(), message };
     let reader = hound::WavReader::open(path).map_err(|e| {
         bad(match e {
+            hound::Error::IoError(io) if is_short_read(&io) => "not a WAV file (too short to hold a WAV header)".into(),
             hound::Error::IoError(io) => format!("cannot read: {io}"),
             hound::Error::FormatError(what) => format!("not a readable WAV file ({what})"),
             hound::Error::Unsupported => "unsupported WAV encoding (use 8/16/24/32-bit PCM or 32-bit float)".into(),
@@ -177,6 +178,11 @@ pub fn render(job: &RenderJob, progress: &mut dyn FnMut(u64, u64)) -> Result<Ren
     })
 }
 
+/// hound reports running out of bytes as a generic I/O error with this text.
+fn is_short_read(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::UnexpectedEof || error.to_string().contains("Failed to read enough bytes")
+}
+
 fn temp_path(output: &Path) -> PathBuf {
     let name = output.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "render".into());
     output.with_file_name(format!(".{name}.{}.partial", std::process::id()))
@@ -201,12 +207,15 @@ impl<'a> Samples<'a> {
 
     fn next(&mut self) -> Result<f32, String> {
         let sample = match self {
-            Samples::Float(s) => s.next().map(|r| r.map_err(|e| e.to_string())),
-            Samples::Int(s, scale) => s.next().map(|r| r.map(|v| v as f32 * *scale).map_err(|e| e.to_string())),
+            Samples::Float(s) => s.next(),
+            Samples::Int(s, scale) => s.next().map(|r| r.map(|v| v as f32 * *scale)),
         };
         match sample {
             Some(Ok(v)) if v.is_finite() => Ok(v),
             Some(Ok(_)) => Ok(0.0), // a NaN or Inf in a float file plays as silence, never as a blast
+            Some(Err(hound::Error::IoError(io))) if is_short_read(&io) => {
+                Err("the file ends before its header says it does (truncated?)".into())
+            }
             Some(Err(e)) => Err(format!("the file is damaged ({e})")),
             None => Err("the file ends before its header says it does (truncated?)".into()),
         }

@@ -73,10 +73,7 @@ fn dispatch(args: &[String]) -> Result<u8, Failure> {
         }
         unknown => {
             eprintln!("{USAGE}");
-            Err(Failure::with_code(
-                format!("unknown command `{unknown}`"),
-                2,
-            ))
+            Err(Failure::with_code(format!("unknown command `{unknown}`"), 2))
         }
     }
 }
@@ -96,9 +93,7 @@ fn run(args: &[String]) -> Result<u8, Failure> {
 fn bench(args: &[String]) -> Result<u8, Failure> {
     sysdeps::ensure(&[Need::Build])?;
     let mut command = cargo();
-    command
-        .args(["bench", "-p", "neuralboard-engine"])
-        .args(args);
+    command.args(["bench", "-p", "neuralboard-engine"]).args(args);
     eprintln!("xtask: running {}", describe(&command));
     Ok(exit_code_of(run_status(&mut command)?))
 }
@@ -166,20 +161,11 @@ fn test(args: &[String]) -> Result<u8, Failure> {
         steps.push(Step {
             name: "fmt".into(),
             command: fmt,
-            hint: Some(
-                "run `cargo fmt --all` to fix; if rustfmt is missing: rustup component add rustfmt",
-            ),
+            hint: Some("run `cargo fmt --all` to fix; if rustfmt is missing: rustup component add rustfmt"),
         });
 
         let mut clippy = cargo();
-        clippy.args([
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ]);
+        clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
         steps.push(Step {
             name: "clippy".into(),
             command: clippy,
@@ -188,41 +174,24 @@ fn test(args: &[String]) -> Result<u8, Failure> {
     }
 
     let mut cargo_test = cargo();
-    cargo_test
-        .args(["test", "--workspace"])
-        .args(&options.cargo_test_args);
-    steps.push(Step {
-        name: "test".into(),
-        command: cargo_test,
-        hint: None,
-    });
+    cargo_test.args(["test", "--workspace"]).args(&options.cargo_test_args);
+    steps.push(Step { name: "test".into(), command: cargo_test, hint: None });
 
     // Tests that need more than cargo can give them (e.g. a JACK server started
     // with the dummy driver) live as scripts; they run last, on a tree that has
     // already passed everything else.
     for script in test_scripts()? {
-        let relative = script
-            .strip_prefix(repo_root())
-            .unwrap_or(&script)
-            .to_path_buf();
+        let relative = script.strip_prefix(repo_root()).unwrap_or(&script).to_path_buf();
         let mut command = Command::new("bash");
         command.arg(&relative).current_dir(repo_root());
-        steps.push(Step {
-            name: relative.display().to_string(),
-            command,
-            hint: None,
-        });
+        steps.push(Step { name: relative.display().to_string(), command, hint: None });
     }
 
     for mut step in steps {
         eprintln!("xtask: step {}: {}", step.name, describe(&step.command));
         let step_started = Instant::now();
         let status = run_status(&mut step.command)?;
-        eprintln!(
-            "xtask: {} took {:.1} s",
-            step.name,
-            step_started.elapsed().as_secs_f64()
-        );
+        eprintln!("xtask: {} took {:.1} s", step.name, step_started.elapsed().as_secs_f64());
         if !status.success() {
             eprintln!("xtask: step {} failed ({status})", step.name);
             if let Some(hint) = step.hint {
@@ -232,10 +201,7 @@ fn test(args: &[String]) -> Result<u8, Failure> {
         }
     }
 
-    eprintln!(
-        "xtask: all test steps passed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("xtask: all test steps passed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(0)
 }
 
@@ -246,13 +212,11 @@ fn test_scripts() -> Result<Vec<PathBuf>, Failure> {
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
-    let entries = fs::read_dir(&dir)
-        .map_err(|error| Failure::new(format!("cannot read {}: {error}", dir.display())))?;
+    let entries =
+        fs::read_dir(&dir).map_err(|error| Failure::new(format!("cannot read {}: {error}", dir.display())))?;
     let mut scripts = Vec::new();
     for entry in entries {
-        let path = entry
-            .map_err(|error| Failure::new(format!("cannot read {}: {error}", dir.display())))?
-            .path();
+        let path = entry.map_err(|error| Failure::new(format!("cannot read {}: {error}", dir.display())))?.path();
         if path.is_file() && path.extension().is_some_and(|ext| ext == "sh") {
             scripts.push(path);
         }
@@ -276,13 +240,9 @@ mod tests {
 
     #[test]
     fn test_options_pass_everything_after_double_dash_to_cargo_test() {
-        let options =
-            TestOptions::parse(&strings(&["--quick", "--", "--release", "--", "--quick"])).unwrap();
+        let options = TestOptions::parse(&strings(&["--quick", "--", "--release", "--", "--quick"])).unwrap();
         assert!(options.quick);
-        assert_eq!(
-            options.cargo_test_args,
-            strings(&["--release", "--", "--quick"])
-        );
+        assert_eq!(options.cargo_test_args, strings(&["--release", "--", "--quick"]));
     }
 
     #[test]

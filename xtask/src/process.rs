@@ -28,10 +28,7 @@ impl Failure {
     }
 
     pub fn with_code(message: impl Into<String>, code: u8) -> Self {
-        Self {
-            message: message.into(),
-            code,
-        }
+        Self { message: message.into(), code }
     }
 }
 
@@ -48,10 +45,7 @@ impl fmt::Display for Failure {
 /// subdirectory, and the tasks must still run at the root).
 pub fn repo_root() -> PathBuf {
     let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
-        .expect("xtask/ always has a parent directory")
-        .to_path_buf()
+    manifest_dir.parent().expect("xtask/ always has a parent directory").to_path_buf()
 }
 
 /// A `cargo` command that runs in the repository root.
@@ -79,11 +73,7 @@ pub fn describe(command: &Command) -> String {
     let mut text = String::new();
     for env_var in command.get_envs() {
         if let (key, Some(value)) = env_var {
-            text.push_str(&format!(
-                "{}={} ",
-                key.to_string_lossy(),
-                value.to_string_lossy()
-            ));
+            text.push_str(&format!("{}={} ", key.to_string_lossy(), value.to_string_lossy()));
         }
     }
     text.push_str(&program);
@@ -100,10 +90,7 @@ pub fn describe(command: &Command) -> String {
 /// caller's to interpret (some steps fail the task, some only warn).
 pub fn run_status(command: &mut Command) -> Result<ExitStatus, Failure> {
     command.status().map_err(|error| {
-        Failure::new(format!(
-            "could not start `{}`: {error}",
-            command.get_program().to_string_lossy()
-        ))
+        Failure::new(format!("could not start `{}`: {error}", command.get_program().to_string_lossy()))
     })
 }
 
@@ -138,6 +125,5 @@ pub fn on_path(program: &str) -> bool {
 fn is_executable(path: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
 
-    path.metadata()
-        .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+    path.metadata().is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
 }

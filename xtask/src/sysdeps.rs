@@ -76,21 +76,13 @@ pub const PACKAGES: &[SysPackage] = &[
         needed_for: &[Test],
         why: "JACK server; tests run it with the dummy driver (no sound card needed)",
     },
-    SysPackage {
-        name: "xvfb",
-        needed_for: &[Test],
-        why: "virtual X display for the GUI screenshot tests",
-    },
+    SysPackage { name: "xvfb", needed_for: &[Test], why: "virtual X display for the GUI screenshot tests" },
     SysPackage {
         name: "xauth",
         needed_for: &[Test],
         why: "xvfb-run needs it to set up the virtual display's authorisation",
     },
-    SysPackage {
-        name: "libxkbcommon-dev",
-        needed_for: &[Build],
-        why: "keyboard layouts for iced's windowing (winit)",
-    },
+    SysPackage { name: "libxkbcommon-dev", needed_for: &[Build], why: "keyboard layouts for iced's windowing (winit)" },
     SysPackage {
         name: "libwayland-dev",
         needed_for: &[Build],
@@ -106,21 +98,9 @@ pub const PACKAGES: &[SysPackage] = &[
         needed_for: &[Run, Test],
         why: "Vulkan drivers, incl. the lavapipe software renderer for machines without a GPU (CI)",
     },
-    SysPackage {
-        name: "libfontconfig1-dev",
-        needed_for: &[Build],
-        why: "fontconfig: iced finds system fonts with it",
-    },
-    SysPackage {
-        name: "libx11-dev",
-        needed_for: &[Build],
-        why: "X11 client library for iced's windowing (winit)",
-    },
-    SysPackage {
-        name: "libxcursor-dev",
-        needed_for: &[Build],
-        why: "X11 cursor themes for iced's windowing (winit)",
-    },
+    SysPackage { name: "libfontconfig1-dev", needed_for: &[Build], why: "fontconfig: iced finds system fonts with it" },
+    SysPackage { name: "libx11-dev", needed_for: &[Build], why: "X11 client library for iced's windowing (winit)" },
+    SysPackage { name: "libxcursor-dev", needed_for: &[Build], why: "X11 cursor themes for iced's windowing (winit)" },
     SysPackage {
         name: "libxrandr-dev",
         needed_for: &[Build],
@@ -143,8 +123,7 @@ pub const PACKAGES: &[SysPackage] = &[
 /// jackd2 asks whether to enable realtime priority for the `audio` group; the
 /// question is shown even with `-y`, and CI has no stdin to answer it with.
 /// "false" leaves the system's limits alone, which is right for test machines.
-const DEBCONF_PRESEEDS: &[(&str, &str)] =
-    &[("jackd2", "jackd2 jackd/tweak_rt_limits boolean false")];
+const DEBCONF_PRESEEDS: &[(&str, &str)] = &[("jackd2", "jackd2 jackd/tweak_rt_limits boolean false")];
 
 /// Set to `1` to skip the check entirely (e.g. a machine prepared by other means,
 /// or a developer who manages packages themselves).
@@ -162,15 +141,9 @@ pub fn ensure(needs: &[Need]) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let wanted: Vec<&SysPackage> = PACKAGES
-        .iter()
-        .filter(|package| package.needed_for.iter().any(|need| needs.contains(need)))
-        .collect();
-    let needs_text = needs
-        .iter()
-        .map(|need| need.name())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let wanted: Vec<&SysPackage> =
+        PACKAGES.iter().filter(|package| package.needed_for.iter().any(|need| needs.contains(need))).collect();
+    let needs_text = needs.iter().map(|need| need.name()).collect::<Vec<_>>().join(", ");
 
     if !on_path("dpkg-query") || !on_path("apt-get") {
         eprintln!(
@@ -181,16 +154,9 @@ pub fn ensure(needs: &[Need]) -> Result<(), Failure> {
         return Ok(());
     }
 
-    let missing: Vec<&SysPackage> = wanted
-        .iter()
-        .copied()
-        .filter(|package| !is_installed(package.name))
-        .collect();
+    let missing: Vec<&SysPackage> = wanted.iter().copied().filter(|package| !is_installed(package.name)).collect();
     if missing.is_empty() {
-        eprintln!(
-            "xtask: system packages for {needs_text}: all {} installed",
-            wanted.len()
-        );
+        eprintln!("xtask: system packages for {needs_text}: all {} installed", wanted.len());
         return Ok(());
     }
 
@@ -210,20 +176,11 @@ fn is_installed(name: &str) -> bool {
         // Unknown packages make dpkg-query complain on stderr; that is expected.
         .stderr(Stdio::null())
         .output()
-        .is_ok_and(|output| {
-            output
-                .stdout
-                .split(|&byte| byte == b'\n')
-                .any(|line| line == b"install ok installed")
-        })
+        .is_ok_and(|output| output.stdout.split(|&byte| byte == b'\n').any(|line| line == b"install ok installed"))
 }
 
 fn print_packages(packages: &[&SysPackage]) {
-    let width = packages
-        .iter()
-        .map(|package| package.name.len())
-        .max()
-        .unwrap_or(0);
+    let width = packages.iter().map(|package| package.name.len()).max().unwrap_or(0);
     for package in packages {
         eprintln!("  {:width$}  {}", package.name, package.why);
     }
@@ -233,10 +190,7 @@ fn install(missing: &[&SysPackage], needs_text: &str) -> Result<(), Failure> {
     let started = Instant::now();
     let names: Vec<&str> = missing.iter().map(|package| package.name).collect();
 
-    eprintln!(
-        "xtask: {} system package(s) needed for {needs_text} are missing:",
-        missing.len()
-    );
+    eprintln!("xtask: {} system package(s) needed for {needs_text} are missing:", missing.len());
     print_packages(missing);
 
     let privileged = Privileged::detect()?;
@@ -274,11 +228,7 @@ fn install(missing: &[&SysPackage], needs_text: &str) -> Result<(), Failure> {
 
     // apt-get can succeed without installing what was asked for (e.g. a package
     // held back); check again rather than fail later in a confusing way.
-    let still_missing: Vec<&str> = names
-        .iter()
-        .copied()
-        .filter(|name| !is_installed(name))
-        .collect();
+    let still_missing: Vec<&str> = names.iter().copied().filter(|name| !is_installed(name)).collect();
     if !still_missing.is_empty() {
         return Err(Failure::new(format!(
             "apt-get finished but these packages are still not installed: {}",
@@ -286,10 +236,7 @@ fn install(missing: &[&SysPackage], needs_text: &str) -> Result<(), Failure> {
         )));
     }
 
-    eprintln!(
-        "xtask: system packages installed in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
+    eprintln!("xtask: system packages installed in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -297,25 +244,18 @@ fn install(missing: &[&SysPackage], needs_text: &str) -> Result<(), Failure> {
 fn preseed(privileged: &Privileged, answer: &str) -> Result<(), Failure> {
     let mut command = privileged.command("debconf-set-selections");
     eprintln!("xtask: preseeding debconf: {answer}");
-    let mut child = command.stdin(Stdio::piped()).spawn().map_err(|error| {
-        Failure::new(format!("could not start `debconf-set-selections`: {error}"))
-    })?;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|error| Failure::new(format!("could not start `debconf-set-selections`: {error}")))?;
     let mut stdin = child.stdin.take().expect("stdin was requested as a pipe");
     let written = writeln!(stdin, "{answer}");
     // Close the pipe so the program sees end of input and exits.
     drop(stdin);
-    let status = child
-        .wait()
-        .map_err(|error| Failure::new(format!("`debconf-set-selections` failed: {error}")))?;
-    written.map_err(|error| {
-        Failure::new(format!(
-            "could not write to `debconf-set-selections`: {error}"
-        ))
-    })?;
+    let status = child.wait().map_err(|error| Failure::new(format!("`debconf-set-selections` failed: {error}")))?;
+    written.map_err(|error| Failure::new(format!("could not write to `debconf-set-selections`: {error}")))?;
     if !status.success() {
-        return Err(Failure::new(format!(
-            "`debconf-set-selections` failed ({status}) for: {answer}"
-        )));
+        return Err(Failure::new(format!("`debconf-set-selections` failed ({status}) for: {answer}")));
     }
     Ok(())
 }
@@ -374,9 +314,7 @@ mod tests {
     fn package_names_are_unique() {
         for (index, package) in PACKAGES.iter().enumerate() {
             assert!(
-                PACKAGES[index + 1..]
-                    .iter()
-                    .all(|other| other.name != package.name),
+                PACKAGES[index + 1..].iter().all(|other| other.name != package.name),
                 "{} is listed twice",
                 package.name
             );
@@ -395,12 +333,7 @@ mod tests {
     fn run_does_not_pull_test_only_tools() {
         let run: Vec<&str> = PACKAGES
             .iter()
-            .filter(|package| {
-                package
-                    .needed_for
-                    .iter()
-                    .any(|need| [Build, Run].contains(need))
-            })
+            .filter(|package| package.needed_for.iter().any(|need| [Build, Run].contains(need)))
             .map(|package| package.name)
             .collect();
         for test_only in ["jackd2", "xvfb", "xauth"] {

@@ -54,9 +54,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 
 /// Note names by pitch class (0 = C), sharps only: that is what tuners show,
 /// and a guitarist tunes to E, A, D, G, B, E, which are all naturals anyway.
-pub const NOTE_NAMES: [&str; 12] = [
-    "C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B",
-];
+pub const NOTE_NAMES: [&str; 12] = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
 
 /// Decimated samples analysed per pitch estimate. At ~11–12 kHz this is
 /// ~170 ms: more than two periods of a 7-string low B (30.87 Hz), which MPM
@@ -190,15 +188,7 @@ impl Biquad {
         let alpha = sin / (2.0 * q);
         let a0 = 1.0 + alpha;
         let b1 = (1.0 - cos) / a0;
-        Biquad {
-            b0: 0.5 * b1,
-            b1,
-            b2: 0.5 * b1,
-            a1: -2.0 * cos / a0,
-            a2: (1.0 - alpha) / a0,
-            s1: 0.0,
-            s2: 0.0,
-        }
+        Biquad { b0: 0.5 * b1, b1, b2: 0.5 * b1, a1: -2.0 * cos / a0, a2: (1.0 - alpha) / a0, s1: 0.0, s2: 0.0 }
     }
 
     #[inline]
@@ -272,11 +262,7 @@ impl Tuner {
     /// 8–384 kHz (or non-finite) are clamped / replaced with 48 kHz, because a
     /// tuner that silently does nothing is better than a panic in the engine.
     pub fn new(sample_rate: f32) -> Self {
-        let sample_rate = if sample_rate.is_finite() {
-            sample_rate.clamp(8_000.0, 384_000.0)
-        } else {
-            48_000.0
-        };
+        let sample_rate = if sample_rate.is_finite() { sample_rate.clamp(8_000.0, 384_000.0) } else { 48_000.0 };
         let decimation = ((sample_rate / TARGET_ANALYSIS_RATE).round() as usize).max(1);
         let analysis_rate = sample_rate / decimation as f32;
 
@@ -294,8 +280,7 @@ impl Tuner {
         let scratch_len = forward.get_scratch_len().max(inverse.get_scratch_len());
 
         let cutoff = ANTI_ALIAS_CUTOFF * f64::from(analysis_rate);
-        let anti_alias =
-            BUTTERWORTH_8_Q.map(|q| Biquad::low_pass(cutoff, f64::from(sample_rate), q));
+        let anti_alias = BUTTERWORTH_8_Q.map(|q| Biquad::low_pass(cutoff, f64::from(sample_rate), q));
 
         Tuner {
             decimation,
@@ -374,11 +359,7 @@ impl Tuner {
     /// current reference pitch.
     pub fn reading(&self) -> Option<TunerReading> {
         let (frequency, clarity) = self.display?;
-        Some(TunerReading::from_frequency(
-            frequency,
-            clarity,
-            self.reference_hz,
-        ))
+        Some(TunerReading::from_frequency(frequency, clarity, self.reference_hz))
     }
 
     /// Forgets all audio history (e.g. on preset change or transport stop)
@@ -470,15 +451,11 @@ impl Tuner {
         let fft_len = self.fft_in.len();
         self.fft_in[..WINDOW].copy_from_slice(&self.frame);
         self.fft_in[WINDOW..].fill(0.0);
-        self.forward
-            .process_with_scratch(&mut self.fft_in, &mut self.spectrum, &mut self.scratch)
-            .ok()?;
+        self.forward.process_with_scratch(&mut self.fft_in, &mut self.spectrum, &mut self.scratch).ok()?;
         for bin in &mut self.spectrum {
             *bin = Complex::new(bin.norm_sqr(), 0.0);
         }
-        self.inverse
-            .process_with_scratch(&mut self.spectrum, &mut self.acf, &mut self.scratch)
-            .ok()?;
+        self.inverse.process_with_scratch(&mut self.spectrum, &mut self.acf, &mut self.scratch).ok()?;
 
         // n(τ) = 2 r(τ) / m(τ), m(τ) = Σ_{j<W-τ} x_j² + x_{j+τ}², updated by
         // dropping the two samples that leave the overlap at each step.
@@ -489,11 +466,7 @@ impl Tuner {
             let head = f64::from(self.frame[tau - 1]);
             let tail = f64::from(self.frame[WINDOW - tau]);
             m -= head * head + tail * tail;
-            self.nsdf[tau] = if m > 1e-12 {
-                (scale * f64::from(self.acf[tau]) / m) as f32
-            } else {
-                0.0
-            };
+            self.nsdf[tau] = if m > 1e-12 { (scale * f64::from(self.acf[tau]) / m) as f32 } else { 0.0 };
         }
 
         // MPM key-maximum rule: highest key maximum first, then the first one
@@ -518,19 +491,13 @@ impl Tuner {
         // the interpolated peak height (the clarity).
         let (a, b, c) = (self.nsdf[tau - 1], self.nsdf[tau], self.nsdf[tau + 1]);
         let curvature = a - 2.0 * b + c;
-        let offset = if curvature < 0.0 {
-            (0.5 * (a - c) / curvature).clamp(-0.5, 0.5)
-        } else {
-            0.0
-        };
+        let offset = if curvature < 0.0 { (0.5 * (a - c) / curvature).clamp(-0.5, 0.5) } else { 0.0 };
         let clarity = (b - 0.25 * (a - c) * offset).min(1.0);
         if clarity < CLARITY_GATE {
             return None;
         }
         let frequency = self.analysis_rate / (tau as f32 + offset);
-        (MIN_FREQUENCY_HZ..=MAX_FREQUENCY_HZ)
-            .contains(&frequency)
-            .then_some((frequency, clarity))
+        (MIN_FREQUENCY_HZ..=MAX_FREQUENCY_HZ).contains(&frequency).then_some((frequency, clarity))
     }
 }
 
@@ -539,12 +506,7 @@ impl Tuner {
 /// skipping the lobe around lag 0 (every signal matches itself there).
 /// A lobe still open at `max_lag` counts only if its peak is interior, so a
 /// pitch right at the bottom of the range is not mistaken for a rising edge.
-fn for_each_key_maximum(
-    nsdf: &[f32],
-    min_lag: usize,
-    max_lag: usize,
-    mut f: impl FnMut(usize, f32),
-) {
+fn for_each_key_maximum(nsdf: &[f32], min_lag: usize, max_lag: usize, mut f: impl FnMut(usize, f32)) {
     let last = max_lag.min(nsdf.len().saturating_sub(2));
     let mut tau = 1;
     while tau <= last && nsdf[tau] > 0.0 {
@@ -614,9 +576,7 @@ mod tests {
                     let k = (h + 1) as f64;
                     let decay = (-t * (1.0 + 0.8 * k)).exp();
                     let phase = 0.7 * k * k; // fixed but irregular phases
-                    s += amp
-                        * decay
-                        * (std::f64::consts::TAU * k * f64::from(freq) * t + phase).sin();
+                    s += amp * decay * (std::f64::consts::TAU * k * f64::from(freq) * t + phase).sin();
                 }
                 (0.2 * s) as f32
             })
@@ -632,21 +592,13 @@ mod tests {
     fn read(freq: f32, sample_rate: f32) -> TunerReading {
         let mut tuner = Tuner::new(sample_rate);
         feed(&mut tuner, &sine(freq, sample_rate, 0.6, 0.3), 256);
-        tuner
-            .reading()
-            .unwrap_or_else(|| panic!("no reading for {freq} Hz at {sample_rate} Hz"))
+        tuner.reading().unwrap_or_else(|| panic!("no reading for {freq} Hz at {sample_rate} Hz"))
     }
 
     #[test]
     fn open_strings_read_right_note_within_one_cent_at_44k1_and_48k() {
-        let strings = [
-            (82.41, "E", 2),
-            (110.0, "A", 2),
-            (146.83, "D", 3),
-            (196.0, "G", 3),
-            (246.94, "B", 3),
-            (329.63, "E", 4),
-        ];
+        let strings =
+            [(82.41, "E", 2), (110.0, "A", 2), (146.83, "D", 3), (196.0, "G", 3), (246.94, "B", 3), (329.63, "E", 4)];
         for sample_rate in [44_100.0, 48_000.0] {
             for (freq, name, octave) in strings {
                 let r = read(freq, sample_rate);
@@ -654,16 +606,9 @@ mod tests {
                 // 0.01 Hz, so compare against their exact cents offset.
                 let expected = 1200.0 * (freq / 440.0).log2();
                 let expected = expected - (expected / 100.0).round() * 100.0;
-                assert_eq!(
-                    (r.note_name(), r.octave()),
-                    (name, octave),
-                    "{freq} Hz @ {sample_rate}: {r:?}"
-                );
+                assert_eq!((r.note_name(), r.octave()), (name, octave), "{freq} Hz @ {sample_rate}: {r:?}");
                 assert!(r.cents.abs() < 1.0, "{freq} Hz @ {sample_rate}: {r:?}");
-                assert!(
-                    (r.cents - expected).abs() < 0.5,
-                    "{freq} Hz @ {sample_rate}: {r:?}"
-                );
+                assert!((r.cents - expected).abs() < 0.5, "{freq} Hz @ {sample_rate}: {r:?}");
                 assert!(r.clarity > 0.95, "{r:?}");
             }
         }
@@ -833,9 +778,7 @@ mod tests {
                 .map(|&block| {
                     let mut tuner = Tuner::new(sample_rate);
                     feed(&mut tuner, &signal, block);
-                    tuner
-                        .reading()
-                        .unwrap_or_else(|| panic!("no reading, block {block}"))
+                    tuner.reading().unwrap_or_else(|| panic!("no reading, block {block}"))
                 })
                 .collect();
             for r in &readings[1..] {
@@ -850,11 +793,7 @@ mod tests {
         for sample_rate in [22_050.0, 32_000.0, 88_200.0, 96_000.0, 176_400.0, 192_000.0] {
             for (freq, name, octave) in [(82.41, "E", 2), (329.63, "E", 4)] {
                 let r = read(freq, sample_rate);
-                assert_eq!(
-                    (r.note_name(), r.octave()),
-                    (name, octave),
-                    "{sample_rate}: {r:?}"
-                );
+                assert_eq!((r.note_name(), r.octave()), (name, octave), "{sample_rate}: {r:?}");
                 assert!(r.cents.abs() < 1.0, "{sample_rate}: {r:?}");
             }
         }
@@ -865,10 +804,7 @@ mod tests {
         let sample_rate = 48_000.0;
         let mut tuner = Tuner::new(sample_rate);
         tuner.push(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
-        let signal: Vec<f32> = sine(196.0, sample_rate, 0.6, 0.2)
-            .iter()
-            .map(|s| s + 0.3)
-            .collect();
+        let signal: Vec<f32> = sine(196.0, sample_rate, 0.6, 0.2).iter().map(|s| s + 0.3).collect();
         feed(&mut tuner, &signal, 256);
         let r = tuner.reading().expect("reading with DC offset");
         assert_eq!((r.note_name(), r.octave()), ("G", 3));
@@ -885,12 +821,7 @@ mod tests {
 
     #[test]
     fn note_names_and_octaves_use_scientific_pitch() {
-        let at = |note: u8| TunerReading {
-            frequency_hz: 0.0,
-            note,
-            cents: 0.0,
-            clarity: 1.0,
-        };
+        let at = |note: u8| TunerReading { frequency_hz: 0.0, note, cents: 0.0, clarity: 1.0 };
         assert_eq!((at(40).note_name(), at(40).octave()), ("E", 2));
         assert_eq!((at(60).note_name(), at(60).octave()), ("C", 4));
         assert_eq!((at(69).note_name(), at(69).octave()), ("A", 4));

@@ -53,7 +53,7 @@ impl Pedal for Gain {
     fn process(&mut self, block: &mut [f32]) {
         if self.gain.is_smoothing() {
             for x in block {
-                *x *= self.gain.next();
+                *x *= self.gain.next_value();
             }
         } else {
             let g = self.gain.current();
@@ -63,7 +63,7 @@ impl Pedal for Gain {
 
     fn process_stereo(&mut self, left: &mut [f32], right: &mut [f32]) {
         for (l, r) in left.iter_mut().zip(right.iter_mut()) {
-            let g = self.gain.next();
+            let g = self.gain.next_value();
             *l *= g;
             *r *= g;
         }

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use crate::param::ParamSpec;
 use crate::pedal::Pedal;
 
+/// Builds a pedal, given its resolved model file if it plays one.
+pub type BuildFn = fn(Option<&Path>) -> Result<Box<dyn Pedal>, BuildError>;
+
 /// What the palette and preset loader know about a pedal kind before building one.
 pub struct PedalKind {
     /// Stored in presets.
@@ -20,7 +23,7 @@ pub struct PedalKind {
     /// Whether the pedal plays a file (a `.nam` model, an impulse response) named in the preset.
     pub needs_model: bool,
     pub params: fn() -> Vec<ParamSpec>,
-    build: fn(Option<&Path>) -> Result<Box<dyn Pedal>, BuildError>,
+    build: BuildFn,
 }
 
 /// Every pedal Neuralboard can build, in palette order.
