@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use neuralboard_engine::param::gain_to_db;
 use neuralboard_engine::preset::Preset;
 use neuralboard_engine::render::{self, RenderJob};
@@ -39,12 +39,15 @@ enum Command {
         /// Output WAV file (replaced atomically when the render succeeds).
         output: PathBuf,
     },
+    /// Show where presets, models, impulse responses, takes and settings live.
+    Paths,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Render { preset, block, input, output }) => render_command(preset, block, input, output),
+        Some(Command::Paths) => paths_command(),
         None => gui(),
     };
     match result {
@@ -58,10 +61,10 @@ fn main() -> ExitCode {
 }
 
 fn gui() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "the graphical board is not part of this build yet; use `neuralboard render --help` for offline \
-         processing"
-    )
+    // Until the GUI lands, starting without a subcommand explains that and shows what does work.
+    eprintln!("neuralboard: the graphical board is not part of this build yet; these commands work today:\n");
+    Cli::command().print_help()?;
+    Ok(())
 }
 
 fn render_command(preset: Option<PathBuf>, block: usize, input: PathBuf, output: PathBuf) -> anyhow::Result<()> {
@@ -92,6 +95,18 @@ fn render_command(preset: Option<PathBuf>, block: usize, input: PathBuf, output:
         gain_to_db(report.output_peak),
         seconds / elapsed.max(1e-9),
     );
+    Ok(())
+}
+
+fn paths_command() -> anyhow::Result<()> {
+    let dirs = neuralboard_engine::paths::UserDirs::locate()
+        .ok_or_else(|| anyhow::anyhow!("cannot find a home folder for per-user files (is HOME set?)"))?;
+    println!("presets:  {}", dirs.presets.display());
+    println!("models:   {}", dirs.models.display());
+    println!("irs:      {}", dirs.irs.display());
+    println!("takes:    {}", dirs.takes.display());
+    println!("settings: {}", dirs.config.display());
+    println!("factory:  {}", neuralboard_engine::paths::factory_presets().display());
     Ok(())
 }
 

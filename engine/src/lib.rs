@@ -13,6 +13,7 @@ pub mod dsp;
 pub mod effects;
 pub mod engine;
 pub mod param;
+pub mod paths;
 pub mod pedal;
 pub mod preset;
 pub mod render;
