@@ -9,9 +9,12 @@
 pub mod chain;
 pub mod control;
 pub mod controller;
+pub mod corpus;
 pub mod dsp;
 pub mod effects;
 pub mod engine;
+pub mod formats;
+pub mod nn;
 pub mod param;
 pub mod paths;
 pub mod pedal;

@@ -1,0 +1,208 @@
+//! Activation functions, applied in place to a block.
+//!
+//! Blocks are planar (`rows × frames`, each row contiguous), but the reference applies activations to column-major
+//! Eigen blocks, and PReLU picks its per-channel slope by the *flat column-major index* mod the slope count. With as
+//! many slopes as rows that is simply the row; [`Activation::apply`] reproduces the general rule so that every file
+//! sounds as it does in the reference, however odd its slope count.
+
+use crate::formats::nam::ActivationConfig;
+
+/// Which `tanh` the "Tanh" activation object (and the LSTM cell) uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TanhMode {
+    /// `f32::tanh`: what the training framework computes.
+    #[default]
+    Accurate,
+    /// NeuralAmpModelerCore's rational approximation, which its plugin enables at start-up (so most users have
+    /// heard their captures through it). Only "Tanh" switches; "Sigmoid" and "SiLU" stay exact.
+    Fast,
+}
+
+/// NeuralAmpModelerCore's fast tanh (a rational approximation, |error| < 1e-3), in the same operation order.
+// The constants are written exactly as in the reference so that they round to the same `f32`s.
+#[allow(clippy::excessive_precision)]
+#[inline]
+pub fn fast_tanh(x: f32) -> f32 {
+    let ax = x.abs();
+    let x2 = x * x;
+    (x * (2.45550750702956 + 2.45550750702956 * ax + (0.893229853513558 + 0.821226666969744 * ax) * x2))
+        / (2.44506634652299 + (2.44506634652299 + x2) * (x + 0.814642734961073 * x * ax).abs())
+}
+
+/// Sigmoid built on [`fast_tanh`]: what the LSTM cell uses in fast mode.
+#[inline]
+pub fn fast_sigmoid(x: f32) -> f32 {
+    0.5 * (fast_tanh(x * 0.5) + 1.0)
+}
+
+#[inline]
+pub fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+#[inline]
+fn leaky(x: f32, slope: f32) -> f32 {
+    if x > 0.0 { x } else { slope * x }
+}
+
+#[inline]
+fn hardswish(x: f32) -> f32 {
+    if x <= -3.0 {
+        0.0
+    } else if x >= 3.0 {
+        x
+    } else {
+        x * (x + 3.0) / 6.0
+    }
+}
+
+#[inline]
+fn leaky_hardtanh(x: f32, min_val: f32, max_val: f32, min_slope: f32, max_slope: f32) -> f32 {
+    if x < min_val {
+        (x - min_val) * min_slope + min_val
+    } else if x > max_val {
+        (x - max_val) * max_slope + max_val
+    } else {
+        x
+    }
+}
+
+/// A resolved activation: the tanh mode is already decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Activation {
+    Tanh,
+    FastTanh,
+    Hardtanh,
+    Relu,
+    LeakyRelu(f32),
+    Prelu(Vec<f32>),
+    Sigmoid,
+    Silu,
+    Hardswish,
+    LeakyHardtanh { min_val: f32, max_val: f32, min_slope: f32, max_slope: f32 },
+    Softsign,
+}
+
+impl Activation {
+    pub fn new(config: &ActivationConfig, tanh: TanhMode) -> Self {
+        match config {
+            ActivationConfig::Tanh => match tanh {
+                TanhMode::Accurate => Activation::Tanh,
+                TanhMode::Fast => Activation::FastTanh,
+            },
+            ActivationConfig::FastTanh => Activation::FastTanh,
+            ActivationConfig::Hardtanh => Activation::Hardtanh,
+            ActivationConfig::Relu => Activation::Relu,
+            ActivationConfig::LeakyRelu { negative_slope } => Activation::LeakyRelu(*negative_slope),
+            ActivationConfig::Prelu { negative_slopes } => Activation::Prelu(negative_slopes.clone()),
+            ActivationConfig::Sigmoid => Activation::Sigmoid,
+            ActivationConfig::Silu => Activation::Silu,
+            ActivationConfig::Hardswish => Activation::Hardswish,
+            &ActivationConfig::LeakyHardtanh { min_val, max_val, min_slope, max_slope } => {
+                Activation::LeakyHardtanh { min_val, max_val, min_slope, max_slope }
+            }
+            ActivationConfig::Softsign => Activation::Softsign,
+        }
+    }
+
+    /// The function at one point (for tests and the scalar paths). PReLU uses its first slope.
+    pub fn eval(&self, x: f32) -> f32 {
+        let mut v = [x];
+        self.apply(&mut v, 1, 1, 1);
+        v[0]
+    }
+
+    /// Applies the activation in place to a planar block of `rows × n` (`data[r * n + t]`).
+    ///
+    /// `period` only matters to PReLU: the reference counts its flat column-major index from the start of what it was
+    /// handed, which is the whole block (`period = rows * n`) for plain layers and the post-stack head, but a single
+    /// column (`period = rows`) inside the gating/blending code, which activates frame by frame.
+    pub fn apply(&self, data: &mut [f32], rows: usize, n: usize, period: usize) {
+        let data = &mut data[..rows * n];
+        match self {
+            Activation::Tanh => data.iter_mut().for_each(|x| *x = x.tanh()),
+            Activation::FastTanh => data.iter_mut().for_each(|x| *x = fast_tanh(*x)),
+            Activation::Hardtanh => data.iter_mut().for_each(|x| *x = x.clamp(-1.0, 1.0)),
+            Activation::Relu => data.iter_mut().for_each(|x| *x = if *x > 0.0 { *x } else { 0.0 }),
+            &Activation::LeakyRelu(slope) => data.iter_mut().for_each(|x| *x = leaky(*x, slope)),
+            Activation::Sigmoid => data.iter_mut().for_each(|x| *x = sigmoid(*x)),
+            Activation::Silu => data.iter_mut().for_each(|x| *x *= sigmoid(*x)),
+            Activation::Hardswish => data.iter_mut().for_each(|x| *x = hardswish(*x)),
+            &Activation::LeakyHardtanh { min_val, max_val, min_slope, max_slope } => {
+                data.iter_mut().for_each(|x| *x = leaky_hardtanh(*x, min_val, max_val, min_slope, max_slope))
+            }
+            Activation::Softsign => data.iter_mut().for_each(|x| *x /= 1.0 + x.abs()),
+            Activation::Prelu(slopes) => prelu(data, rows, n, period, slopes),
+        }
+    }
+}
+
+/// PReLU with the reference's indexing: element (row r, frame t) of a column-major block whose flat index restarts
+/// every `period` elements gets slope `((t·rows + r) mod period) mod slopes.len()`.
+fn prelu(data: &mut [f32], rows: usize, n: usize, period: usize, slopes: &[f32]) {
+    let count = slopes.len();
+    if period.is_multiple_of(count) && rows.is_multiple_of(count) {
+        // The usual case (one slope per channel): the slope depends on the row only.
+        for (r, row) in data.chunks_exact_mut(n).enumerate() {
+            let slope = slopes[r % count];
+            row.iter_mut().for_each(|x| *x = leaky(*x, slope));
+        }
+        return;
+    }
+    for (r, row) in data.chunks_exact_mut(n).enumerate() {
+        for (t, x) in row.iter_mut().enumerate() {
+            let flat = (t * rows + r) % period;
+            *x = leaky(*x, slopes[flat % count]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_tanh_is_within_a_thousandth_of_tanh_and_odd() {
+        for i in -1000..=1000 {
+            let x = i as f32 * 0.01;
+            assert!((fast_tanh(x) - x.tanh()).abs() < 1e-3, "{x}");
+            assert_eq!(fast_tanh(-x), -fast_tanh(x));
+        }
+        assert!((fast_sigmoid(0.0) - 0.5).abs() < 1e-7);
+    }
+
+    #[test]
+    fn tanh_switches_with_the_mode_but_sigmoid_does_not() {
+        assert_eq!(Activation::new(&ActivationConfig::Tanh, TanhMode::Fast), Activation::FastTanh);
+        assert_eq!(Activation::new(&ActivationConfig::Tanh, TanhMode::Accurate), Activation::Tanh);
+        assert_eq!(Activation::new(&ActivationConfig::Sigmoid, TanhMode::Fast), Activation::Sigmoid);
+        assert_eq!(Activation::new(&ActivationConfig::Silu, TanhMode::Fast), Activation::Silu);
+    }
+
+    #[test]
+    fn activations_match_their_formulas() {
+        let lht = Activation::LeakyHardtanh { min_val: 0.0, max_val: 0.9, min_slope: 0.0, max_slope: 0.02 };
+        assert_eq!(lht.eval(-2.0), 0.0);
+        assert!((lht.eval(1.9) - (0.9 + 0.02)).abs() < 1e-7);
+        assert_eq!(lht.eval(0.5), 0.5);
+        assert_eq!(Activation::Hardswish.eval(1.0), 1.0 * 4.0 / 6.0);
+        assert_eq!(Activation::Hardswish.eval(-4.0), 0.0);
+        assert_eq!(Activation::Softsign.eval(3.0), 0.75);
+        assert_eq!(Activation::LeakyRelu(0.1).eval(-2.0), -0.2);
+        assert_eq!(Activation::Hardtanh.eval(-3.0), -1.0);
+        assert!((Activation::Silu.eval(1.0) - 1.0 / (1.0 + (-1.0f32).exp())).abs() < 1e-7);
+    }
+
+    #[test]
+    fn prelu_slope_follows_the_column_major_flat_index() {
+        // 2 rows × 3 frames, 3 slopes: flat index t*2 + r → slopes 0,1 | 2,0 | 1,2 (frame by frame).
+        let p = Activation::Prelu(vec![1.0, 2.0, 3.0]);
+        let mut d = [-1.0; 6]; // planar: row 0 = d[0..3], row 1 = d[3..6]
+        p.apply(&mut d, 2, 3, 6);
+        assert_eq!(d, [-1.0, -3.0, -2.0, -2.0, -1.0, -3.0]);
+        // Per-column application restarts the index at each frame: row r always gets slope r.
+        let mut d = [-1.0; 6];
+        p.apply(&mut d, 2, 3, 2);
+        assert_eq!(d, [-1.0, -1.0, -1.0, -2.0, -2.0, -2.0]);
+    }
+}
