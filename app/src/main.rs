@@ -3,7 +3,7 @@
 //! With no subcommand it opens the GUI; `render` runs the very same engine offline over a WAV file.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -39,6 +39,25 @@ enum Command {
         /// Output WAV file (replaced atomically when the render succeeds).
         output: PathBuf,
     },
+    /// Generate guitar DI material: physically modelled strings played as melodies, chords, strums, palm mutes,
+    /// bends and vibrato at every dynamic, with silences and test signals. The same seed always gives the same
+    /// audio; training, validation and test splits use disjoint seeds.
+    Corpus {
+        /// Random seed: the corpus is a pure function of it.
+        #[arg(long)]
+        seed: u64,
+        /// Length in seconds.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f32,
+        /// Sample rate in Hz.
+        #[arg(long, default_value_t = 48_000)]
+        rate: u32,
+        /// Leave out the sweeps and noise bursts (guitar only).
+        #[arg(long)]
+        no_test_signals: bool,
+        /// Output WAV file (32-bit float, mono).
+        output: PathBuf,
+    },
     /// Show where presets, models, impulse responses, takes and settings live.
     Paths,
 }
@@ -47,6 +66,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Render { preset, block, input, output }) => render_command(preset, block, input, output),
+        Some(Command::Corpus { seed, seconds, rate, no_test_signals, output }) => {
+            corpus_command(seed, seconds, rate, !no_test_signals, &output)
+        }
         Some(Command::Paths) => paths_command(),
         None => gui(),
     };
@@ -94,6 +116,25 @@ fn render_command(preset: Option<PathBuf>, block: usize, input: PathBuf, output:
         report.output_channels,
         gain_to_db(report.output_peak),
         seconds / elapsed.max(1e-9),
+    );
+    Ok(())
+}
+
+fn corpus_command(seed: u64, seconds: f32, rate: u32, test_signals: bool, output: &Path) -> anyhow::Result<()> {
+    use neuralboard_engine::corpus::{self, CorpusSpec};
+    anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 36_000.0, "--seconds must be in 0..=36000");
+    anyhow::ensure!((8_000..=384_000).contains(&rate), "--rate must be in 8000..=384000 Hz");
+    let spec = CorpusSpec { seed, seconds, sample_rate: rate as f32, test_signals };
+    let corpus = corpus::generate(&spec);
+    corpus::write_wav(&corpus, output).map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", output.display()))?;
+    let peak = corpus.samples.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    let mean_square = corpus.samples.iter().map(|x| f64::from(x * x)).sum::<f64>() / corpus.samples.len() as f64;
+    println!(
+        "{}: seed {seed}, {seconds} s at {rate} Hz, {} phrases, peak {:.1} dBFS, RMS {:.1} dBFS",
+        output.display(),
+        corpus.phrases.len(),
+        gain_to_db(peak),
+        10.0 * mean_square.max(1e-20).log10(),
     );
     Ok(())
 }

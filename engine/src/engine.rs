@@ -64,6 +64,7 @@ pub struct Engine {
     tuner_enabled: bool,
 
     limiter: SafetyLimiter,
+    limiter_enabled: bool,
     input_meter: LevelMeter,
     output_meter: LevelMeter,
     frames_since_publish: usize,
@@ -106,6 +107,7 @@ impl Engine {
             tuner: Tuner::new(sr),
             tuner_enabled: false,
             limiter: SafetyLimiter::new(sr),
+            limiter_enabled: true,
             input_meter: LevelMeter::default(),
             output_meter: LevelMeter::default(),
             frames_since_publish: 0,
@@ -138,6 +140,12 @@ impl Engine {
         self.output_gain.set_immediate(db_to_gain(clamp_global_db(swap.output_level_db)));
         self.telemetry.latency_samples.store(self.chain.latency() as u32, Ordering::Relaxed);
         swap
+    }
+
+    /// Turns the output safety limiter off, for offline renders that must reproduce a model's raw output (a
+    /// float WAV can hold levels above full scale; speakers cannot, so the live app never calls this).
+    pub fn disable_safety_limiter_for_offline_render(&mut self) {
+        self.limiter_enabled = false;
     }
 
     /// Whether the chain currently ends in stereo (some engaged pedal makes stereo).
@@ -200,7 +208,9 @@ impl Engine {
             *l *= g;
             *r *= g;
         }
-        self.limiter.process(left, right);
+        if self.limiter_enabled {
+            self.limiter.process(left, right);
+        }
         self.output_meter.add(left);
         self.output_meter.add(right);
 

@@ -1,5 +1,6 @@
 //! Classic DSP building blocks used by the engine and the pedals.
 
+pub mod biquad;
 pub mod denormal;
 pub mod limiter;
 pub mod meter;

@@ -1,0 +1,117 @@
+//! Second-order IIR filters (RBJ "Audio EQ Cookbook" designs), transposed direct form II.
+
+use std::f32::consts::PI;
+
+/// Normalised biquad coefficients (a0 = 1).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Coefficients {
+    pub b0: f32,
+    pub b1: f32,
+    pub b2: f32,
+    pub a1: f32,
+    pub a2: f32,
+}
+
+impl Coefficients {
+    pub const IDENTITY: Self = Self { b0: 1.0, b1: 0.0, b2: 0.0, a1: 0.0, a2: 0.0 };
+
+    fn normalised(b0: f32, b1: f32, b2: f32, a0: f32, a1: f32, a2: f32) -> Self {
+        Self { b0: b0 / a0, b1: b1 / a0, b2: b2 / a0, a1: a1 / a0, a2: a2 / a0 }
+    }
+
+    fn omega(sample_rate: f32, frequency: f32) -> (f32, f32) {
+        let w = 2.0 * PI * (frequency / sample_rate).clamp(1e-5, 0.49);
+        (w.cos(), w.sin())
+    }
+
+    pub fn lowpass(sample_rate: f32, frequency: f32, q: f32) -> Self {
+        let (cos, sin) = Self::omega(sample_rate, frequency);
+        let alpha = sin / (2.0 * q);
+        Self::normalised((1.0 - cos) / 2.0, 1.0 - cos, (1.0 - cos) / 2.0, 1.0 + alpha, -2.0 * cos, 1.0 - alpha)
+    }
+
+    pub fn highpass(sample_rate: f32, frequency: f32, q: f32) -> Self {
+        let (cos, sin) = Self::omega(sample_rate, frequency);
+        let alpha = sin / (2.0 * q);
+        Self::normalised((1.0 + cos) / 2.0, -(1.0 + cos), (1.0 + cos) / 2.0, 1.0 + alpha, -2.0 * cos, 1.0 - alpha)
+    }
+
+    /// Bell boost or cut of `gain_db` around `frequency`.
+    pub fn peaking(sample_rate: f32, frequency: f32, q: f32, gain_db: f32) -> Self {
+        let (cos, sin) = Self::omega(sample_rate, frequency);
+        let a = 10f32.powf(gain_db / 40.0);
+        let alpha = sin / (2.0 * q);
+        Self::normalised(1.0 + alpha * a, -2.0 * cos, 1.0 - alpha * a, 1.0 + alpha / a, -2.0 * cos, 1.0 - alpha / a)
+    }
+
+    /// Magnitude response at `frequency`, linear.
+    pub fn magnitude(&self, sample_rate: f32, frequency: f32) -> f32 {
+        let w = 2.0 * PI * frequency / sample_rate;
+        let (c1, s1, c2, s2) = (w.cos(), w.sin(), (2.0 * w).cos(), (2.0 * w).sin());
+        let num_re = self.b0 + self.b1 * c1 + self.b2 * c2;
+        let num_im = -(self.b1 * s1 + self.b2 * s2);
+        let den_re = 1.0 + self.a1 * c1 + self.a2 * c2;
+        let den_im = -(self.a1 * s1 + self.a2 * s2);
+        ((num_re * num_re + num_im * num_im) / (den_re * den_re + den_im * den_im)).sqrt()
+    }
+}
+
+/// One biquad section with its state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Biquad {
+    pub coefficients: Coefficients,
+    s1: f32,
+    s2: f32,
+}
+
+impl Biquad {
+    pub fn new(coefficients: Coefficients) -> Self {
+        Self { coefficients, s1: 0.0, s2: 0.0 }
+    }
+
+    #[inline]
+    pub fn tick(&mut self, x: f32) -> f32 {
+        let c = &self.coefficients;
+        let y = c.b0 * x + self.s1;
+        self.s1 = c.b1 * x - c.a1 * y + self.s2;
+        self.s2 = c.b2 * x - c.a2 * y;
+        y
+    }
+
+    pub fn process(&mut self, block: &mut [f32]) {
+        for x in block {
+            *x = self.tick(*x);
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.s1 = 0.0;
+        self.s2 = 0.0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured_gain(coefficients: Coefficients, frequency: f32) -> f32 {
+        let sr = 48_000.0;
+        let mut f = Biquad::new(coefficients);
+        let signal: Vec<f32> = (0..48_000).map(|i| (2.0 * PI * frequency * i as f32 / sr).sin()).collect();
+        let out: Vec<f32> = signal.iter().map(|&x| f.tick(x)).collect();
+        out[24_000..].iter().fold(0.0f32, |m, x| m.max(x.abs()))
+    }
+
+    #[test]
+    fn filters_cut_and_boost_where_designed() {
+        let sr = 48_000.0;
+        let lp = Coefficients::lowpass(sr, 1000.0, std::f32::consts::FRAC_1_SQRT_2);
+        assert!((measured_gain(lp, 1000.0) - std::f32::consts::FRAC_1_SQRT_2).abs() < 0.01, "-3 dB at the corner");
+        assert!(measured_gain(lp, 8000.0) < 0.02);
+        let hp = Coefficients::highpass(sr, 100.0, std::f32::consts::FRAC_1_SQRT_2);
+        assert!(measured_gain(hp, 25.0) < 0.07);
+        let bell = Coefficients::peaking(sr, 500.0, 1.0, 6.0);
+        assert!((measured_gain(bell, 500.0) - 1.995).abs() < 0.02);
+        assert!((bell.magnitude(sr, 500.0) - 1.995).abs() < 0.01);
+    }
+}
