@@ -4,4 +4,5 @@ pub mod biquad;
 pub mod denormal;
 pub mod limiter;
 pub mod meter;
+pub mod resample;
 pub mod tuner;
