@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use neuralboard_engine::param::gain_to_db;
-use neuralboard_engine::preset::Preset;
+use neuralboard_engine::preset::{LoadedPreset, Preset, PresetSlot};
 use neuralboard_engine::render::{self, RenderJob};
 
 #[derive(Parser)]
@@ -26,18 +26,47 @@ enum Command {
     /// Reads 8/16/24/32-bit integer and 32-bit float WAV; stereo or multi-channel input is mixed to mono (a
     /// guitar is mono). Writes 32-bit float WAV at the input's sample rate and length: mono, or stereo when the
     /// chain makes stereo.
+    ///
+    /// With --nam (and optionally --ir) instead of a preset, the chain is that model (and cabinet) alone, rendered
+    /// as the reference implementation renders it: prewarmed, raw model output without loudness normalisation or
+    /// the safety limiter, sample-aligned with the input, 64-frame blocks by default.
     Render {
         /// Preset (.ron) whose chain and levels to use; without one the signal passes through the input/output
         /// stages and the safety limiter only.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", conflicts_with_all = ["nam", "ir"])]
         preset: Option<PathBuf>,
-        /// Frames per engine call, as an audio interface's buffer size would be.
-        #[arg(long, value_name = "N", default_value_t = 128)]
-        block: usize,
+        /// Play this Neural Amp Modeler capture.
+        #[arg(long, value_name = "MODEL.nam")]
+        nam: Option<PathBuf>,
+        /// Cabinet impulse response after the amp.
+        #[arg(long, value_name = "IR.wav")]
+        ir: Option<PathBuf>,
+        /// Use the reference plugin's fast tanh approximation in the model (default: accurate tanh).
+        #[arg(long, requires = "nam")]
+        fast_tanh: bool,
+        /// Frames per engine call, as an audio interface's buffer size would be [default: 64 with --nam, else 128].
+        #[arg(long, value_name = "N")]
+        block: Option<usize>,
         /// Input WAV file.
         input: PathBuf,
         /// Output WAV file (replaced atomically when the render succeeds).
         output: PathBuf,
+    },
+    /// Measure how fast a .nam model runs: real-time factor (audio seconds per second of one CPU thread) over
+    /// guitar-like input from the corpus generator, at the model's sample rate.
+    Bench {
+        /// The model to measure.
+        #[arg(long, value_name = "MODEL.nam")]
+        nam: PathBuf,
+        /// Seconds of audio to process.
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f32,
+        /// Frames per call.
+        #[arg(long, default_value_t = 64)]
+        block: usize,
+        /// Use the fast tanh approximation.
+        #[arg(long)]
+        fast_tanh: bool,
     },
     /// Generate guitar DI material: physically modelled strings played as melodies, chords, strums, palm mutes,
     /// bends and vibrato at every dynamic, with silences and test signals. The same seed always gives the same
@@ -65,7 +94,15 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Render { preset, block, input, output }) => render_command(preset, block, input, output),
+        Some(Command::Render { preset, nam, ir, fast_tanh, block, input, output }) => {
+            let chain = match (preset, nam, ir) {
+                (Some(preset), _, _) => Chain::Preset(preset),
+                (None, None, None) => Chain::Empty,
+                (None, nam, ir) => Chain::Model { nam, ir, fast_tanh },
+            };
+            render_command(chain, block, input, output)
+        }
+        Some(Command::Bench { nam, seconds, block, fast_tanh }) => bench_command(&nam, seconds, block, fast_tanh),
         Some(Command::Corpus { seed, seconds, rate, no_test_signals, output }) => {
             corpus_command(seed, seconds, rate, !no_test_signals, &output)
         }
@@ -89,11 +126,22 @@ fn gui() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render_command(preset: Option<PathBuf>, block: usize, input: PathBuf, output: PathBuf) -> anyhow::Result<()> {
-    let preset = preset.map(|p| Preset::load(&p)).transpose()?;
+/// What `render` plays.
+enum Chain {
+    Empty,
+    Preset(PathBuf),
+    Model { nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool },
+}
+
+fn render_command(chain: Chain, block: Option<usize>, input: PathBuf, output: PathBuf) -> anyhow::Result<()> {
+    let (preset, block, safety_limiter) = match chain {
+        Chain::Empty => (None, block.unwrap_or(128), true),
+        Chain::Preset(path) => (Some(Preset::load(&path)?), block.unwrap_or(128), true),
+        Chain::Model { nam, ir, fast_tanh } => (Some(model_chain(nam, ir, fast_tanh)?), block.unwrap_or(64), false),
+    };
     let progress = progress_bar();
     let started = Instant::now();
-    let job = RenderJob { input: &input, output: &output, preset: preset.as_ref(), block };
+    let job = RenderJob { input: &input, output: &output, preset: preset.as_ref(), block, safety_limiter };
     let report = render::render(&job, &mut |done, total| {
         if let Some(bar) = &progress {
             bar.set_length(total);
@@ -116,6 +164,69 @@ fn render_command(preset: Option<PathBuf>, block: usize, input: PathBuf, output:
         report.output_channels,
         gain_to_db(report.output_peak),
         seconds / elapsed.max(1e-9),
+    );
+    Ok(())
+}
+
+/// A one- or two-pedal chain for `render --nam/--ir`, checked up front so a bad file is an error, not a silent
+/// pass-through slot.
+fn model_chain(nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool) -> anyhow::Result<LoadedPreset> {
+    use neuralboard_engine::effects;
+    let mut preset = Preset::empty("render");
+    for (kind, path) in [(effects::amp::KIND, nam), ("cab", ir)] {
+        let Some(path) = path else { continue };
+        if let Err(e) = effects::build(kind, Some(&path)) {
+            match e {
+                effects::BuildError::ModelNotFound(_) => anyhow::bail!("{}: file not found", path.display()),
+                e => anyhow::bail!("{e}"),
+            }
+        }
+        let mut slot = PresetSlot::new(kind);
+        slot.model = Some(path.to_string_lossy().into_owned());
+        if kind == effects::amp::KIND {
+            // The reference renders raw model output: no loudness normalisation.
+            slot.params.insert("normalize".into(), 0.0);
+            slot.params.insert("fast_tanh".into(), if fast_tanh { 1.0 } else { 0.0 });
+        }
+        preset.chain.push(slot);
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
+    Ok(LoadedPreset { preset, path: cwd.join("command line"), warnings: Vec::new() })
+}
+
+fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> anyhow::Result<()> {
+    use neuralboard_engine::corpus::{self, CorpusSpec};
+    use neuralboard_engine::formats::nam;
+    use neuralboard_engine::nn::{self, TanhMode};
+    anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0, "--seconds must be in 0..=3600");
+    let file = nam::load(path)?;
+    let rate = file.sample_rate.unwrap_or(neuralboard_engine::effects::amp::DEFAULT_MODEL_RATE);
+    let tanh = if fast_tanh { TanhMode::Fast } else { TanhMode::Accurate };
+    let mut model = nn::build(&file, tanh, block).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    // A fixed seed: every run measures the same guitar part.
+    let spec = CorpusSpec { seed: 20_261_126, seconds, sample_rate: rate as f32, test_signals: false };
+    let input = corpus::generate(&spec).samples;
+    let mut output = vec![0.0f32; block];
+    // Warm caches and branch predictors on the first second, then measure.
+    for chunk in input.chunks(block).take((rate as usize / block).max(1)) {
+        model.process(chunk, &mut output[..chunk.len()]);
+    }
+    let started = Instant::now();
+    for chunk in input.chunks(block) {
+        model.process(chunk, &mut output[..chunk.len()]);
+        std::hint::black_box(&output);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let audio = input.len() as f64 / rate;
+    println!(
+        "{}: {} ({} weights), {:.0} Hz, block {block}, {} tanh: {audio:.1} s of audio in {elapsed:.3} s on one \
+         thread = real-time factor {:.1}×",
+        path.display(),
+        file.architecture.name(),
+        model.parameter_count(),
+        rate,
+        if fast_tanh { "fast" } else { "accurate" },
+        audio / elapsed.max(1e-9),
     );
     Ok(())
 }

@@ -263,6 +263,15 @@ impl Chain {
         Some(self.slots.remove(index))
     }
 
+    /// Puts `slot` where the slot with the same id is; gives back the old one (to drop elsewhere), or the new one if
+    /// no slot has its id.
+    pub fn replace(&mut self, slot: Box<Slot>) -> Result<Box<Slot>, Box<Slot>> {
+        match self.position(slot.id) {
+            Some(index) => Ok(std::mem::replace(&mut self.slots[index], slot)),
+            None => Err(slot),
+        }
+    }
+
     /// Moves a slot so that it ends up at `to` (clamped to the last position). Returns false if the id is unknown.
     pub fn move_slot(&mut self, id: SlotId, to: usize) -> bool {
         let Some(from) = self.position(id) else { return false };

@@ -70,6 +70,11 @@ pub enum Command {
     RemoveSlot {
         slot: SlotId,
     },
+    /// Puts a prepared pedal in place of another (same slot id, so MIDI mappings and the board keep pointing at it),
+    /// faded through silence like a preset switch: loading a new amp model or cabinet while playing.
+    ReplaceSlot {
+        slot: Box<Slot>,
+    },
     /// A whole new chain (preset switch), crossfaded in through silence.
     LoadChain(Box<ChainSwap>),
     SetTuner {

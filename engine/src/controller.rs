@@ -347,6 +347,26 @@ impl Controller {
         Ok(id)
     }
 
+    /// Replaces a pedal with one built from `entry` (a new model or IR file, typically), keeping its place and id.
+    /// The new pedal is built here, off the audio thread; if that fails the board and the sound stay as they were
+    /// and the error says why.
+    pub fn replace_pedal(
+        &mut self,
+        slot: SlotId,
+        entry: &PresetSlot,
+        base_dir: Option<&Path>,
+    ) -> Result<(), ControlError> {
+        let index = self.index_of(slot)?;
+        let model_path = entry.model.as_deref().map(|m| resolve_model_path(m, base_dir));
+        // Build once to get the error, if any, before anything changes.
+        effects::build(&entry.kind, model_path.as_deref())?;
+        let (new, state) = self.build_slot(slot, entry, base_dir);
+        self.ui.send(Command::ReplaceSlot { slot: new })?;
+        self.slots[index] = state;
+        self.modified = true;
+        Ok(())
+    }
+
     pub fn remove_pedal(&mut self, slot: SlotId) -> Result<(), ControlError> {
         let index = self.index_of(slot)?;
         self.ui.send(Command::RemoveSlot { slot })?;

@@ -58,6 +58,8 @@ pub struct Engine {
     /// Preset-switch fade (0..1); the pending chain swaps in when it reaches 0.
     switch_fade: Smoothed,
     pending_chain: Option<Box<ChainSwap>>,
+    /// A replacement pedal waiting for the fade-out, like a pending chain.
+    pending_slot: Option<Box<crate::chain::Slot>>,
     /// Tuner mute fade (0..1).
     mute_fade: Smoothed,
     tuner: Tuner,
@@ -103,6 +105,7 @@ impl Engine {
             output_gain: ramp(1.0, crate::param::ParamSpec::DEFAULT_SMOOTHING_MS),
             switch_fade: ramp(1.0, SWITCH_FADE_MS),
             pending_chain: None,
+            pending_slot: None,
             mute_fade: ramp(1.0, SWITCH_FADE_MS),
             tuner: Tuner::new(sr),
             tuner_enabled: false,
@@ -214,9 +217,14 @@ impl Engine {
         self.output_meter.add(left);
         self.output_meter.add(right);
 
-        // A pending preset swaps in once the old one has faded out.
-        if self.pending_chain.is_some() && self.switch_fade.current() == 0.0 {
-            self.swap_pending_chain();
+        // A pending preset or pedal swaps in once the old one has faded out.
+        if self.switch_fade.current() == 0.0 {
+            if self.pending_chain.is_some() {
+                self.swap_pending_chain();
+            }
+            if let Some(slot) = self.pending_slot.take() {
+                self.replace_slot(slot);
+            }
         }
 
         self.frames_since_publish += n;
@@ -319,6 +327,19 @@ impl Engine {
                 Some(removed) => self.discard(Garbage::Slot(removed)),
                 None => self.reject(kind, "no such slot"),
             },
+            Command::ReplaceSlot { slot } => {
+                if let Some(superseded) = self.pending_slot.take() {
+                    // Two replacements in a row: the newer wins; the earlier one is applied first so ids stay valid.
+                    self.replace_slot(superseded);
+                }
+                if self.target_chain().position(slot.id()).is_some() {
+                    self.pending_slot = Some(slot);
+                    self.switch_fade.set_target(0.0);
+                } else {
+                    self.discard(Garbage::Slot(slot));
+                    self.reject(kind, "no such slot");
+                }
+            }
             Command::LoadChain(swap) => {
                 if let Some(superseded) = self.pending_chain.replace(swap) {
                     self.discard(Garbage::Chain(superseded));
@@ -344,6 +365,15 @@ impl Engine {
                 self.tuner.reset();
             }
         }
+    }
+
+    fn replace_slot(&mut self, slot: Box<crate::chain::Slot>) {
+        match self.target_chain().replace(slot) {
+            Ok(old) => self.discard(Garbage::Slot(old)),
+            Err(slot) => self.discard(Garbage::Slot(slot)),
+        }
+        self.switch_fade.set_target(1.0);
+        self.telemetry.latency_samples.store(self.chain.latency() as u32, Ordering::Relaxed);
     }
 
     fn swap_pending_chain(&mut self) {

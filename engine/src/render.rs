@@ -49,6 +49,9 @@ pub struct RenderJob<'a> {
     pub output: &'a Path,
     pub preset: Option<&'a LoadedPreset>,
     pub block: usize,
+    /// Keep the output safety limiter (true for anything a person will listen to). Off reproduces a model's raw
+    /// output, as the reference computes it, even above full scale.
+    pub safety_limiter: bool,
 }
 
 /// An opened input file, checked.
@@ -97,6 +100,9 @@ pub fn render(job: &RenderJob, progress: &mut dyn FnMut(u64, u64)) -> Result<Ren
     let spec = input.spec;
     let config = EngineConfig { sample_rate: spec.sample_rate as f32, max_block: job.block };
     let (mut engine, mut controller) = Engine::new(config);
+    if !job.safety_limiter {
+        engine.disable_safety_limiter_for_offline_render();
+    }
 
     let mut warnings = Vec::new();
     if let Some(loaded) = job.preset {

@@ -213,6 +213,58 @@ pub fn render_with(
     out
 }
 
+/// A model file for a pedal kind that plays one, for tests that need every kind on the board.
+///
+/// The amp uses the reference project's slimmable A2 capture when `../shared/fixtures/nam` is beside the repository
+/// (it exercises the size knob too); otherwise a small WaveNet written here. Files are written under the system
+/// temporary folder. `None` for kinds that need no file.
+pub fn model_file_for(kind: &str) -> Option<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("neuralboard-test-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).ok()?;
+    match kind {
+        "amp" => {
+            let shared = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/nam/A2.nam");
+            if shared.is_file() {
+                return Some(shared);
+            }
+            let path = dir.join("tiny-wavenet.nam");
+            std::fs::write(&path, tiny_wavenet_json()).ok()?;
+            Some(path)
+        }
+        "cab" => {
+            let path = dir.join("tiny-cab.wav");
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 48_000,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let mut writer = hound::WavWriter::create(&path, spec).ok()?;
+            let mut noise = Noise::new(99);
+            for i in 0..4800 {
+                let decay = (-(i as f32) / 600.0).exp();
+                writer.write_sample(if i == 0 { 1.0 } else { 0.3 * decay * noise.next_sample() }).ok()?;
+            }
+            writer.finalize().ok()?;
+            Some(path)
+        }
+        _ => None,
+    }
+}
+
+/// A two-layer, two-channel WaveNet in the `.nam` format (50 weights), deterministic.
+pub fn tiny_wavenet_json() -> String {
+    let weights: Vec<String> = (0..50).map(|i| format!("{:.6}", 0.3 * (i as f32 * 1.7).sin())).collect();
+    format!(
+        r#"{{"version": "0.5.4", "architecture": "WaveNet", "sample_rate": 48000,
+            "config": {{"layers": [{{"input_size": 1, "condition_size": 1, "head_size": 1, "channels": 2,
+                "kernel_size": 3, "dilations": [1, 2], "activation": "Tanh", "gated": false, "head_bias": true}}],
+                "head": null, "head_scale": 0.02}},
+            "weights": [{}]}}"#,
+        weights.join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,51 @@ fn a_preset_that_could_not_be_sent_does_not_change_the_board_shown() {
     assert_eq!(controller.name(), "Start", "the board shown is still the one playing");
     assert_eq!(controller.slots().iter().map(|s| s.id).collect::<Vec<_>>(), before);
 }
+
+/// A `.nam` that multiplies by `gain` (a Linear model with one tap), written to the temporary folder.
+fn gain_model(name: &str, gain: f32) -> String {
+    let path = std::env::temp_dir().join(format!("neuralboard-sync-{}-{name}.nam", std::process::id()));
+    let json = format!(
+        r#"{{"version": "0.5.4", "architecture": "Linear", "config": {{"receptive_field": 1, "bias": false}},
+            "weights": [{gain}], "sample_rate": 48000}}"#
+    );
+    std::fs::write(&path, json).unwrap();
+    path.to_string_lossy().into_owned()
+}
+
+#[test]
+fn loading_a_new_amp_model_while_playing_changes_the_sound_and_a_bad_file_changes_nothing() {
+    use neuralboard_engine::preset::PresetSlot;
+    let amp = |model: String| PresetSlot {
+        model: Some(model),
+        params: [("normalize".to_owned(), 0.0)].into_iter().collect(),
+        ..PresetSlot::new("amp")
+    };
+    let mut board = Preset::empty("amp");
+    board.chain.push(amp(gain_model("half", 0.5)));
+    let (mut engine, mut controller) = engine_with(&board);
+    let id = controller.slots()[0].id;
+    let input = sine(220.0, NOTE, frames(1.2));
+
+    // A broken file: refused up front, the board and the sound stay as they were.
+    let broken = amp("/no/such/capture.nam".into());
+    assert!(controller.replace_pedal(id, &broken, None).is_err());
+    assert_eq!(controller.slots()[0].model.as_deref(), board.chain[0].model.as_deref());
+
+    let mut swapped = false;
+    let out = render_with(&mut engine, &input, &[64], |block, _| {
+        if block == 300 && !swapped {
+            controller.replace_pedal(id, &amp(gain_model("double", 2.0)), None).unwrap();
+            swapped = true;
+        }
+        controller.poll();
+    });
+    let before = peak(&out.left[frames(0.2)..frames(0.4)]);
+    let after = peak(&out.left[frames(0.8)..frames(1.2)]);
+    assert!((before - NOTE * 0.5).abs() < 1e-3, "old model plays until the switch: {before}");
+    assert!((after - NOTE * 2.0).abs() < 1e-3, "new model plays after it: {after}");
+    assert_eq!(controller.slots()[0].id, id, "same slot, same id (MIDI mappings keep pointing at it)");
+    let worst = neuralboard_tests::max_step(&out.left[frames(0.38)..frames(0.45)]);
+    let natural = neuralboard_tests::max_step(&out.left[frames(0.8)..frames(1.0)]);
+    assert!(worst <= natural * 1.01, "the switch fades through silence: step {worst} vs {natural}");
+}

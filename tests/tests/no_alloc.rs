@@ -17,6 +17,7 @@ use neuralboard_engine::chain::{MAX_SLOTS, Slot};
 use neuralboard_engine::control::CommandSender;
 use neuralboard_engine::controller::ControlError;
 use neuralboard_engine::effects::{self, KINDS};
+use neuralboard_engine::preset::PresetSlot;
 use neuralboard_engine::{Command, CommandKind, Controller, Engine, EngineConfig, Event, ParamId, Preset, SlotId};
 use neuralboard_tests::{SAMPLE_RATE, assert_playable, frames, guitar_like, peak, preset, sine};
 use strum::IntoEnumIterator;
@@ -283,7 +284,17 @@ fn a_long_session_using_every_command_never_allocates_on_the_audio_thread() {
     // One pedal of every kind, inserted while playing, at the front and at the end.
     for (i, kind) in KINDS.iter().enumerate() {
         let index = if i % 2 == 0 { 0 } else { usize::MAX };
-        s.ui(CommandKind::InsertSlot, |c| c.insert_pedal(index, kind.kind));
+        match neuralboard_tests::model_file_for(kind.kind) {
+            Some(model) => {
+                let entry =
+                    PresetSlot { model: Some(model.to_string_lossy().into_owned()), ..PresetSlot::new(kind.kind) };
+                s.ui(CommandKind::InsertSlot, |c| c.insert_slot(index, &entry, None));
+            }
+            None => {
+                assert!(!kind.needs_model, "no test model for '{}'", kind.kind);
+                s.ui(CommandKind::InsertSlot, |c| c.insert_pedal(index, kind.kind));
+            }
+        }
         s.play(0.02);
     }
 
@@ -299,9 +310,30 @@ fn a_long_session_using_every_command_never_allocates_on_the_audio_thread() {
             turned.insert((slot.kind().to_owned(), spec.id));
         }
     }
-    let every_param: BTreeSet<_> =
-        KINDS.iter().flat_map(|k| (k.params)().into_iter().map(move |p| (k.kind.to_owned(), p.id))).collect();
-    assert_eq!(turned, every_param, "every parameter of every pedal kind was turned");
+    // Every parameter each pedal shows (an amp shows its size knob only for a slimmable model).
+    let every_param: BTreeSet<_> = s
+        .controller
+        .slots()
+        .iter()
+        .flat_map(|slot| slot.info.params.iter().map(move |p| (slot.kind().to_owned(), p.id)))
+        .collect();
+    assert_eq!(turned, every_param, "every parameter of every pedal on the board was turned");
+    assert_eq!(
+        s.controller.slots().iter().map(|slot| slot.kind().to_owned()).collect::<BTreeSet<_>>(),
+        KINDS.iter().map(|k| k.kind.to_owned()).collect::<BTreeSet<_>>(),
+        "one pedal of every kind"
+    );
+
+    // Load another model into the amp while playing (the GUI's "open .nam"), and a bad file that must change nothing.
+    let amp = s.controller.slots().iter().find(|slot| slot.kind() == "amp").map(|slot| slot.id).unwrap();
+    let other = std::env::temp_dir().join(format!("neuralboard-no-alloc-{}.nam", std::process::id()));
+    std::fs::write(&other, neuralboard_tests::tiny_wavenet_json()).unwrap();
+    let entry = PresetSlot { model: Some(other.to_string_lossy().into_owned()), ..PresetSlot::new("amp") };
+    s.ui(CommandKind::ReplaceSlot, |c| c.replace_pedal(amp, &entry, None));
+    s.play(0.05);
+    let broken = PresetSlot { model: Some("/nonexistent/broken.nam".into()), ..PresetSlot::new("amp") };
+    assert!(s.controller.replace_pedal(amp, &broken, None).is_err(), "a bad file is refused before anything changes");
+    s.play(0.02);
 
     // Footswitches, mix and the global levels, from the GUI and from MIDI.
     let ids = s.ids();

@@ -1,6 +1,7 @@
 //! Classic DSP building blocks used by the engine and the pedals.
 
 pub mod biquad;
+pub mod convolver;
 pub mod denormal;
 pub mod limiter;
 pub mod meter;

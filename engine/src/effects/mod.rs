@@ -2,6 +2,8 @@
 //!
 //! Adding a pedal: write its file, then add one [`PedalKind`] entry to [`KINDS`].
 
+pub mod amp;
+pub mod cab;
 pub mod gain;
 pub mod gate;
 pub mod missing;
@@ -28,6 +30,35 @@ pub struct PedalKind {
 
 /// Every pedal Neuralboard can build, in palette order.
 pub static KINDS: &[PedalKind] = &[
+    PedalKind {
+        kind: amp::KIND,
+        name: "Neural Amp",
+        description: "Plays a Neural Amp Modeler capture (.nam) of an amp, pedal or full rig.",
+        needs_model: true,
+        params: amp::Amp::params,
+        build: |path| {
+            let path = path.ok_or_else(|| BuildError::NoModel(amp::KIND.into()))?;
+            let mut amp = amp::Amp::load(path).map_err(|e| BuildError::Model(e.to_string()))?;
+            // Build once at a common configuration so a file the models cannot be built from is refused here,
+            // with its reason, instead of becoming a silent pedal; `prepare` rebuilds for the engine's settings.
+            amp.build(48_000.0, 64).map_err(|e| BuildError::Model(e.to_string()))?;
+            Ok(Box::new(amp))
+        },
+    },
+    PedalKind {
+        kind: cab::KIND,
+        name: "Cab IR",
+        description: "Plays a speaker cabinet impulse response (a WAV file); put it after the amp.",
+        needs_model: true,
+        params: cab::Cab::params,
+        build: |path| {
+            let path = path.ok_or_else(|| BuildError::NoModel(cab::KIND.into()))?;
+            // The registry does not know the engine's rate: build at a common one, `prepare` re-prepares.
+            let cab = cab::Cab::load(path, cab::BUILD_SAMPLE_RATE, cab::BUILD_MAX_BLOCK)
+                .map_err(|e| BuildError::BadModel { path: e.path, message: e.problem.to_string() })?;
+            Ok(Box::new(cab))
+        },
+    },
     PedalKind {
         kind: gate::KIND,
         name: "Noise Gate",
@@ -57,6 +88,9 @@ pub enum BuildError {
     ModelNotFound(PathBuf),
     #[error("{}: {message}", path.display())]
     BadModel { path: PathBuf, message: String },
+    /// A model file that could not be used; the message names the file.
+    #[error("{0}")]
+    Model(String),
 }
 
 pub fn find(kind: &str) -> Option<&'static PedalKind> {
