@@ -87,6 +87,26 @@ enum Command {
         /// Output WAV file (32-bit float, mono).
         output: PathBuf,
     },
+    /// Run a WAV file through a DSP "teacher" effect, whose output the neural pedals are trained to imitate.
+    ///
+    /// Kinds: amp (gain, bass, mid, treble 0..10; master dB), phaser (stages, rate, depth, centre, feedback, mix,
+    /// waveform, phase), flanger (delay_ms, depth, rate, feedback, mix, waveform, phase), opto (peak_reduction,
+    /// gain, limit). Input is mixed to mono; output is 32-bit float WAV, sample-aligned with the input and of the
+    /// same length and rate.
+    Teacher {
+        /// amp, phaser, flanger or opto.
+        kind: String,
+        /// A parameter, as name=value (repeatable); waveform takes sine or triangle.
+        #[arg(long = "param", value_name = "NAME=VALUE")]
+        params: Vec<String>,
+        /// Also write the LFO value used for each sample (−1..1) as a WAV (phaser and flanger only).
+        #[arg(long, value_name = "LFO.wav")]
+        lfo_out: Option<PathBuf>,
+        /// Input WAV file.
+        input: PathBuf,
+        /// Output WAV file.
+        output: PathBuf,
+    },
     /// Show where presets, models, impulse responses, takes and settings live.
     Paths,
 }
@@ -105,6 +125,9 @@ fn main() -> ExitCode {
         Some(Command::Bench { nam, seconds, block, fast_tanh }) => bench_command(&nam, seconds, block, fast_tanh),
         Some(Command::Corpus { seed, seconds, rate, no_test_signals, output }) => {
             corpus_command(seed, seconds, rate, !no_test_signals, &output)
+        }
+        Some(Command::Teacher { kind, params, lfo_out, input, output }) => {
+            teacher_command(&kind, &params, lfo_out.as_deref(), &input, &output)
         }
         Some(Command::Paths) => paths_command(),
         None => gui(),
@@ -248,6 +271,86 @@ fn corpus_command(seed: u64, seconds: f32, rate: u32, test_signals: bool, output
         10.0 * mean_square.max(1e-20).log10(),
     );
     Ok(())
+}
+
+fn teacher_command(
+    kind: &str,
+    params: &[String],
+    lfo_out: Option<&Path>,
+    input: &Path,
+    output: &Path,
+) -> anyhow::Result<()> {
+    use neuralboard_engine::teacher;
+    let pairs = params
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((name, value)) => Ok((name.trim().to_owned(), value.trim().to_owned())),
+            None => Err(anyhow::anyhow!("--param '{p}': expected NAME=VALUE")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // Check kind and parameters before touching any file.
+    teacher::build(kind, 48_000.0, &pairs)?;
+    if lfo_out.is_some() && !matches!(kind, "phaser" | "flanger") {
+        anyhow::bail!("--lfo-out is only for phaser and flanger, not {kind}");
+    }
+    let (samples, sample_rate) = read_mono_wav(input)?;
+    let mut effect = teacher::build(kind, sample_rate as f32, &pairs)?;
+    let latency = effect.latency();
+    let mut out = Vec::with_capacity(samples.len());
+    let mut lfo = Vec::with_capacity(if lfo_out.is_some() { samples.len() } else { 0 });
+    // Feed `latency` extra zeros and drop as many leading outputs, so output sample n answers input sample n.
+    for (n, &x) in samples.iter().chain(std::iter::repeat_n(&0.0, latency)).enumerate() {
+        let y = effect.tick(x);
+        if n >= latency {
+            out.push(y);
+        }
+        if lfo_out.is_some() && n < samples.len() {
+            lfo.push(effect.lfo().unwrap_or(0.0));
+        }
+    }
+    write_float_wav(output, &out, sample_rate)?;
+    if let Some(path) = lfo_out {
+        write_float_wav(path, &lfo, sample_rate)?;
+    }
+    let peak = out.iter().fold(0.0f32, |m, y| m.max(y.abs()));
+    let mean_square = out.iter().map(|y| f64::from(y * y)).sum::<f64>() / out.len().max(1) as f64;
+    println!(
+        "{}: {kind}, {:.2} s at {sample_rate} Hz, peak {:.1} dBFS, RMS {:.1} dBFS",
+        output.display(),
+        out.len() as f64 / f64::from(sample_rate),
+        gain_to_db(peak),
+        10.0 * mean_square.max(1e-20).log10(),
+    );
+    Ok(())
+}
+
+/// Reads any WAV hound reads (8/16/24/32-bit integer or 32-bit float), averaging its channels to mono.
+fn read_mono_wav(path: &Path) -> anyhow::Result<(Vec<f32>, u32)> {
+    let fail = |e: hound::Error| anyhow::anyhow!("{}: cannot read WAV: {e}", path.display());
+    let mut reader = hound::WavReader::open(path).map_err(fail)?;
+    let spec = reader.spec();
+    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => reader.samples::<f32>().collect::<Result<_, _>>().map_err(fail)?,
+        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
+            reader.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>().map_err(fail)?
+        }
+        _ => anyhow::bail!("{}: unsupported WAV encoding (use 8/16/24/32-bit PCM or 32-bit float)", path.display()),
+    };
+    let channels = usize::from(spec.channels.max(1));
+    let mono = interleaved.chunks(channels).map(|frame| frame.iter().sum::<f32>() / channels as f32).collect();
+    Ok((mono, spec.sample_rate))
+}
+
+fn write_float_wav(path: &Path, samples: &[f32], sample_rate: u32) -> anyhow::Result<()> {
+    let fail = |e: hound::Error| anyhow::anyhow!("{}: cannot write: {e}", path.display());
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut writer = hound::WavWriter::create(path, spec).map_err(fail)?;
+    for &s in samples {
+        writer.write_sample(s).map_err(fail)?;
+    }
+    writer.finalize().map_err(fail)
 }
 
 fn paths_command() -> anyhow::Result<()> {

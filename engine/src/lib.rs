@@ -20,6 +20,7 @@ pub mod paths;
 pub mod pedal;
 pub mod preset;
 pub mod render;
+pub mod teacher;
 
 pub use chain::SlotId;
 pub use control::{Command, CommandKind, Event, Telemetry, TelemetrySnapshot};
