@@ -283,7 +283,12 @@ impl Controller {
 
     fn build_slot(&self, id: SlotId, entry: &PresetSlot, base_dir: Option<&Path>) -> (Box<Slot>, SlotState) {
         let model_path = entry.model.as_deref().map(|m| resolve_model_path(m, base_dir));
-        let (pedal, status): (Box<dyn Pedal>, _) = match effects::build(&entry.kind, model_path.as_deref()) {
+        let ctx = effects::BuildContext {
+            model: model_path.as_deref(),
+            sample_rate: self.config.sample_rate,
+            max_block: self.config.max_block,
+        };
+        let (pedal, status): (Box<dyn Pedal>, _) = match effects::build_for(&entry.kind, &ctx) {
             Ok(pedal) => (pedal, SlotStatus::Ready),
             Err(e) => (Box::new(Missing::new(&entry.kind)), SlotStatus::Missing { reason: e.to_string() }),
         };
@@ -357,10 +362,12 @@ impl Controller {
         base_dir: Option<&Path>,
     ) -> Result<(), ControlError> {
         let index = self.index_of(slot)?;
-        let model_path = entry.model.as_deref().map(|m| resolve_model_path(m, base_dir));
-        // Build once to get the error, if any, before anything changes.
-        effects::build(&entry.kind, model_path.as_deref())?;
+        effects::find(&entry.kind).ok_or_else(|| effects::BuildError::UnknownKind(entry.kind.clone()))?;
         let (new, state) = self.build_slot(slot, entry, base_dir);
+        if let SlotStatus::Missing { reason } = &state.status {
+            // Nothing has changed yet: the board and the sound stay as they were.
+            return Err(ControlError::Build(effects::BuildError::Model(reason.clone())));
+        }
         self.ui.send(Command::ReplaceSlot { slot: new })?;
         self.slots[index] = state;
         self.modified = true;

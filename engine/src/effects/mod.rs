@@ -13,8 +13,17 @@ use std::path::{Path, PathBuf};
 use crate::param::ParamSpec;
 use crate::pedal::Pedal;
 
-/// Builds a pedal, given its resolved model file if it plays one.
-pub type BuildFn = fn(Option<&Path>) -> Result<Box<dyn Pedal>, BuildError>;
+/// What a pedal is built for: its resolved model file, if it plays one, and the engine's settings (so models and
+/// impulse responses are prepared once, for the rate they will play at).
+#[derive(Debug, Clone, Copy)]
+pub struct BuildContext<'a> {
+    pub model: Option<&'a Path>,
+    pub sample_rate: f32,
+    pub max_block: usize,
+}
+
+/// Builds a pedal for a context.
+pub type BuildFn = fn(&BuildContext) -> Result<Box<dyn Pedal>, BuildError>;
 
 /// What the palette and preset loader know about a pedal kind before building one.
 pub struct PedalKind {
@@ -36,12 +45,12 @@ pub static KINDS: &[PedalKind] = &[
         description: "Plays a Neural Amp Modeler capture (.nam) of an amp, pedal or full rig.",
         needs_model: true,
         params: amp::Amp::params,
-        build: |path| {
-            let path = path.ok_or_else(|| BuildError::NoModel(amp::KIND.into()))?;
+        build: |ctx| {
+            let path = ctx.model.ok_or_else(|| BuildError::NoModel(amp::KIND.into()))?;
             let mut amp = amp::Amp::load(path).map_err(|e| BuildError::Model(e.to_string()))?;
-            // Build once at a common configuration so a file the models cannot be built from is refused here,
-            // with its reason, instead of becoming a silent pedal; `prepare` rebuilds for the engine's settings.
-            amp.build(48_000.0, 64).map_err(|e| BuildError::Model(e.to_string()))?;
+            // Built here, for the engine's settings, so a file the models cannot be built from is refused with its
+            // reason instead of becoming a silent pedal; `prepare` then finds nothing to rebuild.
+            amp.build(ctx.sample_rate, ctx.max_block).map_err(|e| BuildError::Model(e.to_string()))?;
             Ok(Box::new(amp))
         },
     },
@@ -51,10 +60,9 @@ pub static KINDS: &[PedalKind] = &[
         description: "Plays a speaker cabinet impulse response (a WAV file); put it after the amp.",
         needs_model: true,
         params: cab::Cab::params,
-        build: |path| {
-            let path = path.ok_or_else(|| BuildError::NoModel(cab::KIND.into()))?;
-            // The registry does not know the engine's rate: build at a common one, `prepare` re-prepares.
-            let cab = cab::Cab::load(path, cab::BUILD_SAMPLE_RATE, cab::BUILD_MAX_BLOCK)
+        build: |ctx| {
+            let path = ctx.model.ok_or_else(|| BuildError::NoModel(cab::KIND.into()))?;
+            let cab = cab::Cab::load(path, ctx.sample_rate, ctx.max_block)
                 .map_err(|e| BuildError::BadModel { path: e.path, message: e.problem.to_string() })?;
             Ok(Box::new(cab))
         },
@@ -97,16 +105,22 @@ pub fn find(kind: &str) -> Option<&'static PedalKind> {
     KINDS.iter().find(|k| k.kind == kind)
 }
 
-/// Builds a pedal (allocates: call off the audio thread). `model` is an already-resolved path.
+/// Builds a pedal at 48 kHz with 64-frame blocks (allocates: call off the audio thread); `prepare` adapts it to
+/// other settings. `model` is an already-resolved path.
 pub fn build(kind: &str, model: Option<&Path>) -> Result<Box<dyn Pedal>, BuildError> {
+    build_for(kind, &BuildContext { model, sample_rate: 48_000.0, max_block: 64 })
+}
+
+/// Builds a pedal for the engine's settings (allocates: call off the audio thread).
+pub fn build_for(kind: &str, ctx: &BuildContext) -> Result<Box<dyn Pedal>, BuildError> {
     let entry = find(kind).ok_or_else(|| BuildError::UnknownKind(kind.to_owned()))?;
     if entry.needs_model {
-        let path = model.ok_or_else(|| BuildError::NoModel(kind.to_owned()))?;
+        let path = ctx.model.ok_or_else(|| BuildError::NoModel(kind.to_owned()))?;
         if !path.is_file() {
             return Err(BuildError::ModelNotFound(path.to_owned()));
         }
     }
-    (entry.build)(model)
+    (entry.build)(ctx)
 }
 
 #[cfg(test)]
