@@ -7,6 +7,7 @@
 //! frames written, so the copying costs at most one float per float written, whatever the dilation.
 
 use super::conv1x1::weighted_sum;
+use super::simd::Isa;
 use super::{BuildContext, BuildError, Weights};
 
 /// Per-channel line of past input frames.
@@ -97,6 +98,7 @@ pub struct Conv1d {
     history: History,
     /// Per group, `[tap][in/groups]`: where each term's frames start in the history (refreshed every block).
     offsets: Vec<usize>,
+    isa: Isa,
 }
 
 impl Conv1d {
@@ -134,7 +136,18 @@ impl Conv1d {
         let bias = if bias { Some(w.take(out_channels)?.to_vec()) } else { None };
         let history = History::new(in_channels, dilation * (kernel_size - 1), ctx)?;
         let offsets = vec![0; kernel_size * in_channels];
-        Ok(Self { in_channels, out_channels, kernel_size, dilation, groups, weight, bias, history, offsets })
+        Ok(Self {
+            in_channels,
+            out_channels,
+            kernel_size,
+            dilation,
+            groups,
+            weight,
+            bias,
+            history,
+            offsets,
+            isa: Isa::detect(),
+        })
     }
 
     pub fn in_channels(&self) -> usize {
@@ -172,11 +185,8 @@ impl Conv1d {
         let data = &self.history.data;
         for (o, row) in output[..self.out_channels * n].chunks_exact_mut(n).enumerate() {
             let offsets = &self.offsets[(o / out_g) * terms..][..terms];
-            weighted_sum(row, &self.weight[o * terms..][..terms], data, |i| offsets[i]);
-            if let Some(bias) = &self.bias {
-                let b = bias[o];
-                row.iter_mut().for_each(|y| *y += b);
-            }
+            let bias = self.bias.as_ref().map_or(0.0, |b| b[o]);
+            weighted_sum(self.isa, row, &self.weight[o * terms..][..terms], bias, data, |i| offsets[i]);
         }
     }
 

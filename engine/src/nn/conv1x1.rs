@@ -4,38 +4,103 @@
 //! rows (`y_o = Σ_j w_oj · x_j`), vectorised over frames whatever the channel count — small channel counts (3, 8, 16)
 //! are the norm in amp models, where per-frame dot products would not vectorise.
 
+use super::simd::Isa;
 use super::{BuildError, Weights};
 
-/// Frames accumulated together in registers by [`weighted_sum`]: 16 `f32` are four SSE (two AVX) registers.
+/// Frames accumulated together in registers by the baseline [`weighted_sum`]: 16 `f32` are four SSE registers.
 const CHUNK: usize = 16;
+/// The same on the AVX2/FMA path: eight AVX registers, enough independent sums to hide the FMA latency.
+#[cfg(target_arch = "x86_64")]
+const WIDE_CHUNK: usize = 64;
 
-/// `out[t] = Σ_i weights[i] · data[offset(i) + t]` for `t < out.len()`.
+/// How a term is added to an accumulator: `acc + w·x` rounded twice, or fused.
+trait MulAdd {
+    fn mul_add(acc: f32, w: f32, x: f32) -> f32;
+}
+
+struct Separate;
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(acc: f32, w: f32, x: f32) -> f32 {
+        acc + w * x
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Fused;
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(acc: f32, w: f32, x: f32) -> f32 {
+        w.mul_add(x, acc)
+    }
+}
+
+/// `out[t] = Σ_i weights[i] · data[offset(i) + t] + bias` for `t < out.len()`, on the best kernel for `isa`.
 ///
-/// The frames are register-blocked: a chunk of [`CHUNK`] accumulators stays in registers while every term is added,
-/// so each multiply-add costs one load. Each frame sees the same additions in the same order whatever the block
-/// length or its position in a chunk, so output never depends on how a signal is cut into blocks.
+/// The frames are register-blocked: a chunk of accumulators stays in registers while every term is added, so each
+/// multiply-add costs one load. Each frame sees the same additions in the same order whatever the block length or
+/// its position in a chunk, so output never depends on how a signal is cut into blocks. The bias is added last, to
+/// the finished sum (as the reference does), while the sum is still in registers.
 #[inline(always)]
-pub(crate) fn weighted_sum(out: &mut [f32], weights: &[f32], data: &[f32], offset: impl Fn(usize) -> usize) {
-    let mut chunks = out.chunks_exact_mut(CHUNK);
-    let mut t0 = 0;
+pub(crate) fn weighted_sum(
+    isa: Isa,
+    out: &mut [f32],
+    weights: &[f32],
+    bias: f32,
+    data: &[f32],
+    offset: impl Fn(usize) -> usize,
+) {
+    match isa {
+        Isa::Baseline => weighted_sum_with::<Separate, CHUNK>(out, weights, bias, data, offset, 0),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2Fma` is only ever the result of `Isa::detect` on a CPU with AVX2 and FMA.
+        Isa::Avx2Fma => unsafe { weighted_sum_avx2_fma(out, weights, bias, data, offset) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn weighted_sum_avx2_fma(out: &mut [f32], weights: &[f32], bias: f32, data: &[f32], offset: impl Fn(usize) -> usize) {
+    // Wide chunks, then 8-frame chunks (one register), then single frames: the same sums for every frame.
+    let wide = out.len() / WIDE_CHUNK * WIDE_CHUNK;
+    let (head, tail) = out.split_at_mut(wide);
+    weighted_sum_with::<Fused, WIDE_CHUNK>(head, weights, bias, data, &offset, 0);
+    weighted_sum_with::<Fused, 8>(tail, weights, bias, data, &offset, wide);
+}
+
+/// [`weighted_sum`] with chunks of `C` frames, the first output frame being frame `t0` of the data.
+#[inline(always)]
+fn weighted_sum_with<M: MulAdd, const C: usize>(
+    out: &mut [f32],
+    weights: &[f32],
+    bias: f32,
+    data: &[f32],
+    offset: impl Fn(usize) -> usize,
+    t0: usize,
+) {
+    let mut chunks = out.chunks_exact_mut(C);
+    let mut t0 = t0;
     for chunk in &mut chunks {
-        let mut acc = [0.0f32; CHUNK];
+        let mut acc = [0.0f32; C];
         for (i, &w) in weights.iter().enumerate() {
-            let x = &data[offset(i) + t0..][..CHUNK];
+            let x = &data[offset(i) + t0..][..C];
             for (a, x) in acc.iter_mut().zip(x) {
-                *a += w * x;
+                *a = M::mul_add(*a, w, *x);
             }
         }
-        chunk.copy_from_slice(&acc);
-        t0 += CHUNK;
+        for (y, a) in chunk.iter_mut().zip(acc) {
+            *y = a + bias;
+        }
+        t0 += C;
     }
     for (t, y) in chunks.into_remainder().iter_mut().enumerate() {
         let t = t0 + t;
         let mut acc = 0.0f32;
         for (i, &w) in weights.iter().enumerate() {
-            acc += w * data[offset(i) + t];
+            acc = M::mul_add(acc, w, data[offset(i) + t]);
         }
-        *y = acc;
+        *y = acc + bias;
     }
 }
 
@@ -56,6 +121,7 @@ pub struct Conv1x1 {
     /// Row-major `out × in/groups`: row `o` multiplies the inputs of group `o / (out/groups)`. This is the file order.
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
+    isa: Isa,
 }
 
 impl Conv1x1 {
@@ -74,7 +140,7 @@ impl Conv1x1 {
         }
         let weight = w.take(out_channels * (in_channels / groups))?.to_vec();
         let bias = if bias { Some(w.take(out_channels)?.to_vec()) } else { None };
-        Ok(Self { in_channels, out_channels, groups, weight, bias })
+        Ok(Self { in_channels, out_channels, groups, weight, bias, isa: Isa::detect() })
     }
 
     pub fn in_channels(&self) -> usize {
@@ -95,11 +161,9 @@ impl Conv1x1 {
         let out_g = self.out_channels / self.groups;
         for (o, row) in output[..self.out_channels * n].chunks_exact_mut(n).enumerate() {
             let first = (o / out_g) * in_g * n;
-            weighted_sum(row, &self.weight[o * in_g..(o + 1) * in_g], input, |j| first + j * n);
-            if let Some(bias) = &self.bias {
-                let b = bias[o];
-                row.iter_mut().for_each(|y| *y += b);
-            }
+            let weights = &self.weight[o * in_g..(o + 1) * in_g];
+            let bias = self.bias.as_ref().map_or(0.0, |b| b[o]);
+            weighted_sum(self.isa, row, weights, bias, input, |j| first + j * n);
         }
     }
 }
@@ -165,6 +229,38 @@ mod tests {
         let mut y = [0.0; 4];
         conv.process(&x, &mut y, 2);
         assert_eq!(y, [11.0, 12.0, 31.0, 23.0]);
+    }
+
+    #[test]
+    fn every_kernel_computes_the_same_weighted_sum() {
+        // 48 terms over 64 + 13 frames (wide chunks, 8-frame chunks and single frames), on each kernel this CPU runs.
+        let data: Vec<f32> = (0..48 * 100).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        let weights: Vec<f32> = (0..48).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.07).collect();
+        let offset = |i: usize| i * 100 + 3;
+        let exact: Vec<f64> = (0..77)
+            .map(|t| {
+                0.5 + weights
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &w)| f64::from(w) * f64::from(data[offset(i) + t]))
+                    .sum::<f64>()
+            })
+            .collect();
+        let mut isas = vec![Isa::Baseline];
+        if Isa::detect() != Isa::Baseline {
+            isas.push(Isa::detect());
+        }
+        for isa in isas {
+            let mut out = vec![0.0; 77];
+            weighted_sum(isa, &mut out, &weights, 0.5, &data, offset);
+            for (t, (y, e)) in out.iter().zip(&exact).enumerate() {
+                assert!((f64::from(*y) - e).abs() < 1e-5, "{isa:?} frame {t}: {y} vs {e}");
+            }
+            // Frame t's sum does not depend on where the block starts.
+            let mut late = vec![0.0; 70];
+            weighted_sum(isa, &mut late, &weights, 0.5, &data, |i| offset(i) + 7);
+            assert_eq!(late[..], out[7..]);
+        }
     }
 
     #[test]
