@@ -4,6 +4,8 @@
 //! Everything here runs off the audio thread and may allocate freely. The signal generators are deterministic
 //! (no global random state), so a failing test fails the same way every time.
 
+pub mod alloc_counter;
+
 use std::f32::consts::TAU;
 
 use neuralboard_engine::param::{db_to_gain, gain_to_db};

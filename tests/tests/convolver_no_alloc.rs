@@ -6,70 +6,16 @@
 //! through the convolver in blocks of every awkward size, and drives the Cab pedal through playing, knob turns,
 //! IR swaps (prepared and collected off the "audio thread"), channel changes and resets.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::path::PathBuf;
 
 use neuralboard_engine::dsp::convolver::{Convolver, ConvolverIr};
 use neuralboard_engine::effects::cab::{Cab, CabIr};
 use neuralboard_engine::param::ParamId;
 use neuralboard_engine::pedal::Pedal;
-
-thread_local! {
-    // `const` initialisers and `Copy` types without `Drop`: using them never allocates, so the allocator can.
-    static WATCHING: Cell<bool> = const { Cell::new(false) };
-    /// Allocator calls this thread made while watching; per thread, as the tests run in parallel.
-    static AUDIO_CALLS: Cell<usize> = const { Cell::new(0) };
-}
-
-struct CountingAllocator;
-
-impl CountingAllocator {
-    fn count() {
-        if WATCHING.try_with(Cell::get).unwrap_or(false) {
-            let _ = AUDIO_CALLS.try_with(|calls| calls.set(calls.get() + 1));
-        }
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; counting only touches const thread-locals.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use neuralboard_tests::alloc_counter::{CountingAllocator, allocator_calls_during};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Runs `f` as audio-thread work and returns how many allocator calls it made.
-fn audio_calls<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    let before = AUDIO_CALLS.with(Cell::get);
-    WATCHING.with(|w| w.set(true));
-    let result = f();
-    WATCHING.with(|w| w.set(false));
-    (result, AUDIO_CALLS.with(Cell::get) - before)
-}
 
 fn noise(seed: u32, len: usize) -> Vec<f32> {
     let mut state = seed.max(1);
@@ -88,7 +34,7 @@ const BLOCKS: [usize; 8] = [64, 1, 17, 256, 4096, 1000, 63, 65];
 
 #[test]
 fn the_counter_sees_an_allocation() {
-    let (v, calls) = audio_calls(|| vec![1.0f32; 16]);
+    let (v, calls) = allocator_calls_during(|| vec![1.0f32; 16]);
     assert!(calls >= 1, "the counting allocator must see audio-thread allocations");
     drop(v);
 }
@@ -102,7 +48,7 @@ fn the_convolver_never_allocates_while_processing() {
         let mut other = Convolver::with_ir(ir);
         let input = noise(7, 70_000);
         let mut output = vec![0.0f32; input.len()];
-        let ((), calls) = audio_calls(|| {
+        let ((), calls) = allocator_calls_during(|| {
             let mut start = 0;
             for &block in BLOCKS.iter().cycle() {
                 if start >= input.len() {
@@ -162,7 +108,7 @@ fn the_cab_pedal_never_allocates_while_playing_swapping_and_turning_knobs() {
     for round in 0..40 {
         let next = if round % 8 == 0 { prepared.pop() } else { None };
         let block = BLOCKS[round % BLOCKS.len()].min(left.len());
-        let ((handed_back, retired), calls) = audio_calls(|| {
+        let ((handed_back, retired), calls) = allocator_calls_during(|| {
             let handed_back = next.and_then(|ir| cab.swap_ir(ir));
             cab.set_param(ParamId(0), -6.0 + round as f32 * 0.3);
             cab.set_param(ParamId(1), 20.0 + round as f32 * 10.0);

@@ -6,69 +6,11 @@
 //! plays audio through adapters at the common device rates, in callbacks of every awkward size, resetting them on
 //! the way as the engine does after a NaN or on transport stop, and checks that the count stays at zero.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
 use neuralboard_engine::dsp::resample::RateAdapter;
-
-thread_local! {
-    // `const` initialisers and `Copy` types without `Drop`: reading them never allocates or registers a
-    // destructor, so the allocator itself can consult them. Per thread, so tests running in parallel on other
-    // threads neither arm nor fill each other's counts.
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static CALLS: Cell<usize> = const { Cell::new(0) };
-}
-
-/// The system allocator, counting what happens on an armed thread.
-struct CountingAllocator;
-
-impl CountingAllocator {
-    fn count() {
-        if ARMED.try_with(Cell::get).unwrap_or(false) {
-            let _ = CALLS.try_with(|calls| calls.set(calls.get() + 1));
-        }
-    }
-}
-
-// SAFETY: every call is forwarded unchanged to `System`; the counting only touches const thread-locals, which
-// do not allocate.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        Self::count();
-        // SAFETY: same contract as ours.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use neuralboard_tests::alloc_counter::{CountingAllocator, allocator_calls_during};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
-
-/// Runs `f` with this thread's allocator calls counted, and returns how many there were.
-fn allocator_calls_during(f: impl FnOnce()) -> usize {
-    CALLS.with(|calls| calls.set(0));
-    ARMED.with(|armed| armed.set(true));
-    f();
-    ARMED.with(|armed| armed.set(false));
-    CALLS.with(Cell::get)
-}
 
 const MODEL_RATE: f32 = 48_000.0;
 const MAX_BLOCK: usize = 512;
@@ -79,7 +21,7 @@ const BLOCKS: [usize; 12] = [64, 1, 17, 256, 0, MAX_BLOCK, 3, 129, 2 * MAX_BLOCK
 
 #[test]
 fn the_counting_allocator_sees_allocations_and_frees() {
-    let calls = allocator_calls_during(|| drop(std::hint::black_box(vec![1.0f32; 64])));
+    let ((), calls) = allocator_calls_during(|| drop(std::hint::black_box(vec![1.0f32; 64])));
     assert!(calls >= 2, "counted {calls} calls for an allocation and a free: the test below would prove nothing");
 }
 
@@ -100,7 +42,7 @@ fn processing_never_allocates_or_frees_at_any_rate_or_block_size() {
             }
         };
 
-        let calls = allocator_calls_during(|| {
+        let ((), calls) = allocator_calls_during(|| {
             for round in 0..3 {
                 let mut start = 0;
                 for block in BLOCKS {
