@@ -56,26 +56,39 @@ impl Coefficients {
     }
 }
 
-/// One biquad section with its state.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Biquad {
-    pub coefficients: Coefficients,
+/// The memory of one biquad section, apart from its coefficients: several channels can share one set of
+/// coefficients, each with its own state.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct State {
     s1: f32,
     s2: f32,
 }
 
-impl Biquad {
-    pub fn new(coefficients: Coefficients) -> Self {
-        Self { coefficients, s1: 0.0, s2: 0.0 }
-    }
-
+impl State {
     #[inline]
-    pub fn tick(&mut self, x: f32) -> f32 {
-        let c = &self.coefficients;
+    pub fn tick(&mut self, c: &Coefficients, x: f32) -> f32 {
         let y = c.b0 * x + self.s1;
         self.s1 = c.b1 * x - c.a1 * y + self.s2;
         self.s2 = c.b2 * x - c.a2 * y;
         y
+    }
+}
+
+/// One biquad section with its state.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Biquad {
+    pub coefficients: Coefficients,
+    state: State,
+}
+
+impl Biquad {
+    pub fn new(coefficients: Coefficients) -> Self {
+        Self { coefficients, state: State::default() }
+    }
+
+    #[inline]
+    pub fn tick(&mut self, x: f32) -> f32 {
+        self.state.tick(&self.coefficients, x)
     }
 
     pub fn process(&mut self, block: &mut [f32]) {
@@ -85,8 +98,7 @@ impl Biquad {
     }
 
     pub fn reset(&mut self) {
-        self.s1 = 0.0;
-        self.s2 = 0.0;
+        self.state = State::default();
     }
 }
 

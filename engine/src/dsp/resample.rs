@@ -350,7 +350,8 @@ fn kaiser_lowpass(half: usize, cutoff: f64, beta: f64) -> Vec<f64> {
 }
 
 /// Modified Bessel function of the first kind, order zero, by its power series (converges fast for the βs used).
-fn bessel_i0(x: f64) -> f64 {
+/// Shared by the Kaiser windows of this resampler and the IR loader's.
+pub(crate) fn bessel_i0(x: f64) -> f64 {
     let quarter_x2 = x * x / 4.0;
     let (mut sum, mut term, mut k) = (1.0, 1.0, 1.0);
     while term > sum * 1e-17 {

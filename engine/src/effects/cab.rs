@@ -15,6 +15,7 @@
 //! the fade to end (the newest wins; one it replaces is handed straight back by `swap_ir`), and a fade only starts
 //! once the previous retired response has been collected — so the pedal never has to free anything itself.
 
+use crate::dsp::biquad::{Coefficients, State};
 use std::f32::consts::PI;
 use std::path::Path;
 use std::sync::Arc;
@@ -201,41 +202,13 @@ impl Fade {
     }
 }
 
-/// Second-order section, transposed direct form II (good numerical behaviour at low corner frequencies).
-#[derive(Debug, Clone, Copy, Default)]
-struct Biquad {
-    b0: f32,
-    b1: f32,
-    b2: f32,
-    a1: f32,
-    a2: f32,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct BiquadState {
-    s1: f32,
-    s2: f32,
-}
-
-impl Biquad {
-    /// Butterworth high-pass (`high_pass`) or low-pass at `hz`, by the bilinear transform with the corner prewarped
-    /// so it lands exactly on `hz`.
-    fn butterworth(high_pass: bool, hz: f32, sample_rate: f32) -> Self {
-        let hz = hz.clamp(1.0, MAX_CORNER_FRACTION * sample_rate);
-        let w0 = 2.0 * PI * hz / sample_rate;
-        let (sin, cos) = w0.sin_cos();
-        let alpha = sin / (2.0 * FILTER_Q);
-        let a0 = 1.0 + alpha;
-        let (b0, b1) = if high_pass { ((1.0 + cos) / 2.0, -(1.0 + cos)) } else { ((1.0 - cos) / 2.0, 1.0 - cos) };
-        Self { b0: b0 / a0, b1: b1 / a0, b2: b0 / a0, a1: -2.0 * cos / a0, a2: (1.0 - alpha) / a0 }
-    }
-
-    #[inline]
-    fn tick(&self, state: &mut BiquadState, x: f32) -> f32 {
-        let y = self.b0 * x + state.s1;
-        state.s1 = self.b1 * x - self.a1 * y + state.s2;
-        state.s2 = self.b2 * x - self.a2 * y;
-        y
+/// 12 dB/octave Butterworth high-pass (`high_pass`) or low-pass at `hz`, the corner kept below Nyquist.
+fn butterworth(high_pass: bool, hz: f32, sample_rate: f32) -> Coefficients {
+    let hz = hz.clamp(1.0, MAX_CORNER_FRACTION * sample_rate);
+    if high_pass {
+        Coefficients::highpass(sample_rate, hz, FILTER_Q)
+    } else {
+        Coefficients::lowpass(sample_rate, hz, FILTER_Q)
     }
 }
 
@@ -255,10 +228,10 @@ pub struct Cab {
     /// Corner frequencies, smoothed in log frequency so a sweep sounds even.
     low_cut_log: Smoothed,
     high_cut_log: Smoothed,
-    low_cut: Biquad,
-    high_cut: Biquad,
+    low_cut: Coefficients,
+    high_cut: Coefficients,
     /// Filter state per channel: `[low cut, high cut]`.
-    filter_state: [[BiquadState; 2]; 2],
+    filter_state: [[State; 2]; 2],
     /// The last block was mono: the right filters missed it and take over the left ones' state when stereo starts.
     right_filters_stale: bool,
 }
@@ -300,8 +273,8 @@ impl Cab {
             level: Smoothed::new(db_to_gain(info.params[0].default)),
             low_cut_log: Smoothed::new(info.params[1].default.ln()),
             high_cut_log: Smoothed::new(info.params[2].default.ln()),
-            low_cut: Biquad::default(),
-            high_cut: Biquad::default(),
+            low_cut: Coefficients::IDENTITY,
+            high_cut: Coefficients::IDENTITY,
             filter_state: Default::default(),
             right_filters_stale: true,
             info,
@@ -386,8 +359,8 @@ impl Cab {
     }
 
     fn update_filters(&mut self) {
-        self.low_cut = Biquad::butterworth(true, self.low_cut_log.current().exp(), self.sample_rate);
-        self.high_cut = Biquad::butterworth(false, self.high_cut_log.current().exp(), self.sample_rate);
+        self.low_cut = butterworth(true, self.low_cut_log.current().exp(), self.sample_rate);
+        self.high_cut = butterworth(false, self.high_cut_log.current().exp(), self.sample_rate);
     }
 
     /// Advances the corner and level smoothers by one sample; returns the level.
@@ -406,11 +379,11 @@ impl Cab {
         for i in 0..left.len() {
             let gain = self.next_controls();
             let [l_state, r_state] = &mut self.filter_state;
-            let l = self.low_cut.tick(&mut l_state[0], left[i]);
-            left[i] = gain * self.high_cut.tick(&mut l_state[1], l);
+            let l = l_state[0].tick(&self.low_cut, left[i]);
+            left[i] = gain * l_state[1].tick(&self.high_cut, l);
             if let Some(right) = right.as_deref_mut() {
-                let r = self.low_cut.tick(&mut r_state[0], right[i]);
-                right[i] = gain * self.high_cut.tick(&mut r_state[1], r);
+                let r = r_state[0].tick(&self.low_cut, right[i]);
+                right[i] = gain * r_state[1].tick(&self.high_cut, r);
             }
         }
     }

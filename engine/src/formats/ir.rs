@@ -15,6 +15,7 @@
 //! ([`LOUDNESS_BAND_HZ`], weighted per octave): a full-range guitar signal comes out about as loud as it went in,
 //! whatever the cab. Both channels of a stereo IR get the same gain, so the balance between the mics is kept.
 
+use crate::dsp::resample::bessel_i0;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -372,22 +373,6 @@ fn kernel_table() -> Vec<f64> {
         .collect();
     table.extend([0.0, 0.0]);
     table
-}
-
-/// Modified Bessel function of the first kind, order 0 (power series; converges fast for the βs used here).
-fn bessel_i0(x: f64) -> f64 {
-    let half = x / 2.0;
-    let mut term = 1.0;
-    let mut sum = 1.0;
-    for k in 1..100 {
-        term *= half / k as f64;
-        let t = term * term;
-        sum += t;
-        if t < sum * 1e-17 {
-            break;
-        }
-    }
-    sum
 }
 
 /// WAV files for tests, written to a per-process temporary folder.
