@@ -107,6 +107,28 @@ enum Command {
         /// Output WAV file.
         output: PathBuf,
     },
+    /// Render one of the project's physically modelled guitar cabinets (speaker in its box, close microphone, floor
+    /// reflection) to an impulse response WAV for the cab pedal. Cabinets: 4x12-closed, 1x12-open.
+    CabIr {
+        /// Which cabinet.
+        name: String,
+        /// Sample rate in Hz.
+        #[arg(long, default_value_t = 48_000)]
+        rate: u32,
+        /// Output WAV file (32-bit float, mono).
+        output: PathBuf,
+    },
+    /// Check a shipped model against its manifest: regenerate the model's held-out test split (corpus seed, teacher
+    /// and settings from NAME.manifest.json beside the model), run the engine's inference over it and print the ESR
+    /// against the teacher next to the ESR the training recipe recorded.
+    Eval {
+        /// The model file (its manifest sits beside it).
+        #[arg(long, value_name = "FILE")]
+        model: PathBuf,
+        /// Exit with an error when the ESR differs from the manifest's by more than this fraction.
+        #[arg(long, value_name = "FRACTION")]
+        check: Option<f64>,
+    },
     /// Show where presets, models, impulse responses, takes and settings live.
     Paths,
 }
@@ -129,6 +151,8 @@ fn main() -> ExitCode {
         Some(Command::Teacher { kind, params, lfo_out, input, output }) => {
             teacher_command(&kind, &params, lfo_out.as_deref(), &input, &output)
         }
+        Some(Command::CabIr { name, rate, output }) => cab_ir_command(&name, rate, &output),
+        Some(Command::Eval { model, check }) => eval_command(&model, check),
         Some(Command::Paths) => paths_command(),
         None => gui(),
     };
@@ -295,19 +319,7 @@ fn teacher_command(
     }
     let (samples, sample_rate) = read_mono_wav(input)?;
     let mut effect = teacher::build(kind, sample_rate as f32, &pairs)?;
-    let latency = effect.latency();
-    let mut out = Vec::with_capacity(samples.len());
-    let mut lfo = Vec::with_capacity(if lfo_out.is_some() { samples.len() } else { 0 });
-    // Feed `latency` extra zeros and drop as many leading outputs, so output sample n answers input sample n.
-    for (n, &x) in samples.iter().chain(std::iter::repeat_n(&0.0, latency)).enumerate() {
-        let y = effect.tick(x);
-        if n >= latency {
-            out.push(y);
-        }
-        if lfo_out.is_some() && n < samples.len() {
-            lfo.push(effect.lfo().unwrap_or(0.0));
-        }
-    }
+    let (out, lfo) = teacher::render(effect.as_mut(), &samples);
     write_float_wav(output, &out, sample_rate)?;
     if let Some(path) = lfo_out {
         write_float_wav(path, &lfo, sample_rate)?;
@@ -321,6 +333,56 @@ fn teacher_command(
         gain_to_db(peak),
         10.0 * mean_square.max(1e-20).log10(),
     );
+    Ok(())
+}
+
+fn cab_ir_command(name: &str, rate: u32, output: &Path) -> anyhow::Result<()> {
+    use neuralboard_engine::cabsim;
+    let Some(spec) = cabsim::find(name) else {
+        let names: Vec<&str> = cabsim::CABINETS.iter().map(|c| c.name).collect();
+        anyhow::bail!("unknown cabinet '{name}' (valid: {})", names.join(", "));
+    };
+    anyhow::ensure!((8_000..=384_000).contains(&rate), "--rate must be in 8000..=384000");
+    let ir = cabsim::render(spec, rate as f32);
+    write_float_wav(output, &ir, rate)?;
+    println!("{}: {} — {}, {} samples at {rate} Hz", output.display(), spec.name, spec.description, ir.len());
+    Ok(())
+}
+
+fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
+    use neuralboard_engine::eval;
+    let started = Instant::now();
+    let result = eval::evaluate(model)?;
+    let m = &result.manifest;
+    let settings: Vec<String> = m.teacher.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!(
+        "{}: {} ({})\n  test split: corpus seed {}, {:.1} s at {} Hz through teacher {} {}\n  ESR {:.5} ({:.3} %) \
+         measured here in {:.1} s; manifest records {:.5} ({:+.2} %){}",
+        model.display(),
+        m.name,
+        m.architecture,
+        m.splits.test.seed,
+        result.seconds,
+        m.sample_rate,
+        m.teacher.kind,
+        settings.join(" "),
+        result.esr,
+        100.0 * result.esr,
+        started.elapsed().as_secs_f64(),
+        m.test_esr,
+        100.0 * result.relative_difference(),
+        m.target_esr.map(|t| format!("; target {t}")).unwrap_or_default(),
+    );
+    if let Some(tolerance) = check {
+        anyhow::ensure!(
+            result.relative_difference().abs() <= tolerance,
+            "{}: ESR {:.5} differs from the manifest's {:.5} by more than {:.1} %",
+            model.display(),
+            result.esr,
+            m.test_esr,
+            100.0 * tolerance
+        );
+    }
     Ok(())
 }
 

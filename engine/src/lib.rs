@@ -6,6 +6,7 @@
 //!
 //! The real-time rules: nothing reached from [`Engine::process`] allocates, locks, blocks or does I/O.
 
+pub mod cabsim;
 pub mod chain;
 pub mod control;
 pub mod controller;
@@ -13,6 +14,7 @@ pub mod corpus;
 pub mod dsp;
 pub mod effects;
 pub mod engine;
+pub mod eval;
 pub mod formats;
 pub mod nn;
 pub mod param;

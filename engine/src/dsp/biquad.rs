@@ -44,6 +44,48 @@ impl Coefficients {
         Self::normalised(1.0 + alpha * a, -2.0 * cos, 1.0 - alpha * a, 1.0 + alpha / a, -2.0 * cos, 1.0 - alpha / a)
     }
 
+    /// Shelf raising (or, with a negative `gain_db`, lowering) everything below `frequency` (shelf slope 1).
+    pub fn low_shelf(sample_rate: f32, frequency: f32, gain_db: f32) -> Self {
+        let (cos, sin) = Self::omega(sample_rate, frequency);
+        let a = 10f32.powf(gain_db / 40.0);
+        let k = 2.0 * a.sqrt() * sin / std::f32::consts::SQRT_2;
+        Self::normalised(
+            a * ((a + 1.0) - (a - 1.0) * cos + k),
+            2.0 * a * ((a - 1.0) - (a + 1.0) * cos),
+            a * ((a + 1.0) - (a - 1.0) * cos - k),
+            (a + 1.0) + (a - 1.0) * cos + k,
+            -2.0 * ((a - 1.0) + (a + 1.0) * cos),
+            (a + 1.0) + (a - 1.0) * cos - k,
+        )
+    }
+
+    /// Shelf raising (or lowering) everything above `frequency` (shelf slope 1).
+    pub fn high_shelf(sample_rate: f32, frequency: f32, gain_db: f32) -> Self {
+        let (cos, sin) = Self::omega(sample_rate, frequency);
+        let a = 10f32.powf(gain_db / 40.0);
+        let k = 2.0 * a.sqrt() * sin / std::f32::consts::SQRT_2;
+        Self::normalised(
+            a * ((a + 1.0) + (a - 1.0) * cos + k),
+            -2.0 * a * ((a - 1.0) + (a + 1.0) * cos),
+            a * ((a + 1.0) + (a - 1.0) * cos - k),
+            (a + 1.0) - (a - 1.0) * cos + k,
+            2.0 * ((a - 1.0) - (a + 1.0) * cos),
+            (a + 1.0) - (a - 1.0) * cos - k,
+        )
+    }
+
+    /// First-order low-pass (6 dB/octave, bilinear transform with the corner prewarped).
+    pub fn lowpass_first_order(sample_rate: f32, frequency: f32) -> Self {
+        let k = (PI * (frequency / sample_rate).clamp(1e-5, 0.49)).tan();
+        Self::normalised(k, k, 0.0, k + 1.0, k - 1.0, 0.0)
+    }
+
+    /// First-order high-pass (6 dB/octave).
+    pub fn highpass_first_order(sample_rate: f32, frequency: f32) -> Self {
+        let k = (PI * (frequency / sample_rate).clamp(1e-5, 0.49)).tan();
+        Self::normalised(1.0, -1.0, 0.0, k + 1.0, k - 1.0, 0.0)
+    }
+
     /// Magnitude response at `frequency`, linear.
     pub fn magnitude(&self, sample_rate: f32, frequency: f32) -> f32 {
         let w = 2.0 * PI * frequency / sample_rate;
@@ -125,5 +167,23 @@ mod tests {
         let bell = Coefficients::peaking(sr, 500.0, 1.0, 6.0);
         assert!((measured_gain(bell, 500.0) - 1.995).abs() < 0.02);
         assert!((bell.magnitude(sr, 500.0) - 1.995).abs() < 0.01);
+    }
+
+    #[test]
+    fn shelves_and_first_order_filters_meet_their_specs() {
+        let sr = 48_000.0;
+        let db = |c: Coefficients, f: f32| 20.0 * c.magnitude(sr, f).log10();
+        let low = Coefficients::low_shelf(sr, 300.0, 6.0);
+        assert!((db(low, 20.0) - 6.0).abs() < 0.1 && db(low, 10_000.0).abs() < 0.1);
+        assert!((db(low, 300.0) - 3.0).abs() < 0.2, "half the gain at the corner");
+        let high = Coefficients::high_shelf(sr, 2000.0, -8.0);
+        assert!((db(high, 20_000.0) + 8.0).abs() < 0.2 && db(high, 50.0).abs() < 0.1);
+        assert!((db(high, 2000.0) + 4.0).abs() < 0.2);
+        let lp1 = Coefficients::lowpass_first_order(sr, 1000.0);
+        assert!((db(lp1, 1000.0) + 3.01).abs() < 0.05 && db(lp1, 10.0).abs() < 0.01);
+        assert!((db(lp1, 4000.0) - db(lp1, 8000.0) - 5.0).abs() < 1.5, "about 6 dB per octave");
+        let hp1 = Coefficients::highpass_first_order(sr, 100.0);
+        assert!((db(hp1, 100.0) + 3.01).abs() < 0.05 && db(hp1, 10_000.0).abs() < 0.01);
+        assert!((measured_gain(hp1, 25.0) - hp1.magnitude(sr, 25.0)).abs() < 0.01);
     }
 }

@@ -45,6 +45,28 @@ pub enum TeacherError {
     BadValue { name: String, value: String, hint: &'static str },
 }
 
+/// Runs `input` through `teacher`, latency compensated: output sample n answers input sample n, and the output has
+/// the input's length. Also returns the LFO value used for each sample (empty for teachers without one).
+pub fn render(teacher: &mut dyn Teacher, input: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let latency = teacher.latency();
+    let mut out = Vec::with_capacity(input.len());
+    let mut lfo = Vec::new();
+    // Feed `latency` extra zeros and drop as many leading outputs.
+    for (n, &x) in input.iter().chain(std::iter::repeat_n(&0.0, latency)).enumerate() {
+        let y = teacher.tick(x);
+        if n >= latency {
+            out.push(y);
+        }
+        if n < input.len()
+            && let Some(value) = teacher.lfo()
+        {
+            lfo.reserve(input.len());
+            lfo.push(value);
+        }
+    }
+    (out, lfo)
+}
+
 /// Builds a teacher of `kind` at `sample_rate` with `params` (name, value) applied over the defaults.
 ///
 /// Values are numbers, except that `waveform` also accepts `sine` and `triangle`.
@@ -174,7 +196,7 @@ impl Lfo {
     }
 }
 
-/// Test helpers shared by the teachers' tests.
+/// Test helpers shared by the teachers' and the cabinet model's tests.
 #[cfg(test)]
 pub(crate) mod testing {
     /// Amplitude of the component at `frequency` in `signal`, by a single-bin DFT (exact when the signal holds a
