@@ -53,8 +53,9 @@ pub struct Preset {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PresetSlot {
     pub kind: String,
-    /// Model or impulse-response file: absolute, or relative to the preset's folder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Model or impulse-response file: absolute, relative to the preset's folder, or `factory:` + a path among the
+    /// shipped files. Written as a plain string (`model: "amp.nam"`); `Some("amp.nam")` is read too.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "plain_option")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bypass: bool,
@@ -67,6 +68,41 @@ pub struct PresetSlot {
 
 fn full_mix() -> f32 {
     1.0
+}
+
+/// An optional string written as the bare string (the field is left out when absent).
+mod plain_option {
+    use serde::{Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(value: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+        struct Visitor;
+        impl<'de> de::Visitor<'de> for Visitor {
+            type Value = Option<String>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a file path string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Some(v.to_owned()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(None)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl PresetSlot {
@@ -259,8 +295,16 @@ impl Preset {
     }
 }
 
-/// Resolves a model path from a preset: absolute as is, relative against the preset's folder.
+/// Prefix of model paths that name a shipped file: `factory:assets/models/amp/clean-lstm.nam` is that path under
+/// [`crate::paths::factory_root`], wherever the board is installed and wherever the preset is copied to.
+pub const FACTORY_PREFIX: &str = "factory:";
+
+/// Resolves a model path from a preset: `factory:` paths against the shipped files, absolute as is, relative
+/// against the preset's folder.
 pub fn resolve_model_path(model: &str, base_dir: Option<&Path>) -> PathBuf {
+    if let Some(shipped) = model.strip_prefix(FACTORY_PREFIX) {
+        return crate::paths::factory_root().join(shipped);
+    }
     let path = Path::new(model);
     match base_dir {
         Some(base) if path.is_relative() => base.join(path),
@@ -350,8 +394,26 @@ mod tests {
     }
 
     #[test]
+    fn model_paths_are_plain_strings_and_some_is_read_too() {
+        let text = |model: &str| format!("(version: 1, name: \"M\", chain: [(kind: \"amp\", model: {model})])");
+        for model in [r#""a.nam""#, r#"Some("a.nam")"#] {
+            let (p, _) = parse(&text(model)).unwrap();
+            assert_eq!(p.chain[0].model.as_deref(), Some("a.nam"), "{model}");
+            let ron = p.to_ron();
+            assert!(ron.contains(r#"model: "a.nam""#), "{ron}");
+            assert_eq!(parse(&ron).unwrap().0, p, "round trip");
+        }
+        let err = parse(&text("5")).unwrap_err().to_string();
+        assert!(err.contains("test.ron:1:") && err.contains("file path string"), "{err}");
+    }
+
+    #[test]
     fn relative_model_paths_resolve_against_the_preset_folder() {
         assert_eq!(resolve_model_path("amp.nam", Some(Path::new("/p"))), PathBuf::from("/p/amp.nam"));
         assert_eq!(resolve_model_path("/m/amp.nam", Some(Path::new("/p"))), PathBuf::from("/m/amp.nam"));
+        assert_eq!(
+            resolve_model_path("factory:assets/ir/4x12-closed.wav", Some(Path::new("/p"))),
+            crate::paths::factory_root().join("assets/ir/4x12-closed.wav")
+        );
     }
 }
