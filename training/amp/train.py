@@ -177,6 +177,7 @@ def main() -> None:
     import nam
     import nam.train.full as full
 
+    commit = git_commit()  # before anything runs: the tree the data and the recipe come from
     nb = neuralboard_binary().resolve()
     work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
     if work.exists() and args.workdir:
@@ -230,7 +231,8 @@ def main() -> None:
     exported = outdir / "model.nam"
     if not exported.exists():
         raise SystemExit(f"the trainer exported nothing in {outdir}")
-    epochs = sorted(p.name for p in outdir.rglob("checkpoint_epoch_*.ckpt"))
+    # The per-epoch checkpoint keeps only the last one: "checkpoint_epoch_epoch=0065.ckpt" after 66 epochs.
+    epochs = max((int(p.stem.split("=")[-1]) + 1 for p in outdir.rglob("checkpoint_epoch_*.ckpt")), default=0)
     best_val_esr = min((checkpoint_esr(p.name) for p in outdir.rglob("*ESR=*.ckpt")), default=None)
 
     # 3. Test split, metadata, manifest.
@@ -262,12 +264,12 @@ def main() -> None:
         "esr_definition": "sum((teacher - model)^2) / sum(teacher^2) over the whole test split, model from silence",
         "training": {
             "recipe": f"python training/amp/train.py {args.recipe}",
-            "commit": git_commit(),
+            "commit": commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "trainer": f"neural-amp-modeler {nam.__version__}, torch {torch.__version__}",
             "machine": f"{platform.machine()}, {args.threads} torch threads",
             "minutes": round(minutes, 1),
-            "epochs_run": len(epochs),
+            "epochs_run": epochs,
             "best_validation_esr": best_val_esr,
             "torch_seed": 0,
         },
