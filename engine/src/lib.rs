@@ -16,6 +16,7 @@ pub mod effects;
 pub mod engine;
 pub mod eval;
 pub mod formats;
+pub mod midi;
 pub mod nn;
 pub mod param;
 pub mod paths;
