@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+mod live;
+mod play;
+
 use clap::{CommandFactory, Parser, Subcommand};
 use neuralboard_engine::param::gain_to_db;
 use neuralboard_engine::preset::{LoadedPreset, Preset, PresetSlot};
@@ -129,6 +132,41 @@ enum Command {
         #[arg(long, value_name = "FRACTION")]
         check: Option<f64>,
     },
+    /// Play the board live, without a window: the engine between an audio input and output, until --seconds
+    /// have passed (or Ctrl-C). Without --input the board plays a looped demo guitar, so nothing feeds back.
+    /// Prints callbacks per second, pacing, xruns and CPU load at the end.
+    Play {
+        /// Preset to play [default: the factory Clean Practice].
+        #[arg(long, value_name = "FILE")]
+        preset: Option<PathBuf>,
+        /// Audio host (ALSA, JACK, PulseAudio, PipeWire, …) [default: the system's].
+        #[arg(long)]
+        host: Option<String>,
+        /// Output device (part of its name) [default: the host's default].
+        #[arg(long, value_name = "NAME")]
+        device: Option<String>,
+        /// Input device (part of its name) [default: the host's default].
+        #[arg(long, value_name = "NAME")]
+        input_device: Option<String>,
+        /// Route this input channel (1-based) into the board. Off by default: a microphone next to speakers howls.
+        #[arg(long, value_name = "CHANNEL")]
+        input: Option<u16>,
+        /// Frames per callback [default: the device's].
+        #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(16..=4096))]
+        buffer: Option<u32>,
+        /// Sample rate [default: the output device's].
+        #[arg(long, value_name = "HZ")]
+        rate: Option<u32>,
+        /// Stop after this many seconds [default: run until interrupted].
+        #[arg(long)]
+        seconds: Option<f32>,
+        /// Also write the measurements as JSON.
+        #[arg(long, value_name = "FILE")]
+        stats_json: Option<PathBuf>,
+        /// List audio hosts and devices, and exit.
+        #[arg(long)]
+        list: bool,
+    },
     /// Show where presets, models, impulse responses, takes and settings live.
     Paths,
 }
@@ -153,6 +191,22 @@ fn main() -> ExitCode {
         }
         Some(Command::CabIr { name, rate, output }) => cab_ir_command(&name, rate, &output),
         Some(Command::Eval { model, check }) => eval_command(&model, check),
+        Some(Command::Play { preset, host, device, input_device, input, buffer, rate, seconds, stats_json, list }) => {
+            if list {
+                print!("{}", live::describe_devices());
+                Ok(())
+            } else {
+                let options = live::LiveOptions {
+                    host,
+                    input_device,
+                    output_device: device,
+                    input_channel: input,
+                    buffer,
+                    sample_rate: rate,
+                };
+                play::play_command(play::PlayArgs { options, preset, seconds, stats_json })
+            }
+        }
         Some(Command::Paths) => paths_command(),
         None => gui(),
     };

@@ -1,0 +1,229 @@
+//! `neuralboard play`: the live board without a window.
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use neuralboard_engine::corpus::{self, CorpusSpec};
+use neuralboard_engine::preset::{LoadedPreset, Preset};
+use neuralboard_engine::{Controller, Engine, EngineConfig, SlotStatus, paths};
+
+use crate::live::{self, LiveAudio, LiveOptions, LiveStats, Source};
+
+/// Seconds of demo guitar looped when no input is routed.
+const DEMO_SECONDS: f32 = 20.0;
+/// The demo guitar's corpus seed: a fixed, pleasant phrase mix.
+const DEMO_SEED: u64 = 7;
+
+pub struct PlayArgs {
+    pub options: LiveOptions,
+    pub preset: Option<PathBuf>,
+    pub seconds: Option<f32>,
+    pub stats_json: Option<PathBuf>,
+}
+
+/// What a run measured (also written as JSON for scripts and tests).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct PlayReport {
+    pub host: String,
+    pub output_device: String,
+    pub input_device: Option<String>,
+    pub sample_rate: u32,
+    pub buffer: Option<u32>,
+    pub seconds: f64,
+    pub output_callbacks: u64,
+    pub callbacks_per_second: f64,
+    /// Output frames per wall-clock second divided by the sample rate: 1.0 is real-time pacing.
+    pub pacing: f64,
+    pub xruns: u64,
+    pub input_starved_frames: u64,
+    pub input_dropped_frames: u64,
+    pub stream_errors: u64,
+    /// Callbacks in which the board itself used more CPU time than the period lasts.
+    pub engine_overruns: u64,
+    pub max_callback_cpu_ms: f64,
+    pub device_reopened: u64,
+    pub cpu_load: f32,
+    pub cpu_peak: f32,
+    pub output_peak_dbfs: f32,
+    pub output_rms_dbfs: f32,
+    pub estimated_latency_ms: f64,
+}
+
+fn load_preset(path: Option<&PathBuf>) -> anyhow::Result<LoadedPreset> {
+    let path = path.cloned().unwrap_or_else(|| paths::factory_presets().join("clean-practice.ron"));
+    let loaded = Preset::load(&path)?;
+    for warning in &loaded.warnings {
+        eprintln!("neuralboard: warning: {warning}");
+    }
+    Ok(loaded)
+}
+
+/// Opens the devices, builds the engine for their rate and loads the preset into it.
+fn open(args: &PlayArgs, preset: &LoadedPreset, demo: &[f32]) -> anyhow::Result<(LiveAudio, Controller)> {
+    let plan = live::plan(&args.options)?;
+    let config = EngineConfig { sample_rate: plan.info.sample_rate as f32, max_block: live::MAX_CHUNK };
+    let (engine, mut controller): (Engine, Controller) = Engine::new(config);
+    controller.load_preset(&preset.preset, preset.base_dir())?;
+    for slot in controller.slots() {
+        if slot.status != SlotStatus::Ready {
+            eprintln!("neuralboard: warning: {}: {:?} (passing the signal through)", slot.kind(), slot.status);
+        }
+    }
+    let source = if args.options.input_channel.is_some() {
+        Source::Device
+    } else if demo.is_empty() {
+        Source::Silence
+    } else {
+        Source::Loop(demo.to_vec())
+    };
+    let audio = plan.start(engine, source)?;
+    let _ = controller.telemetry(); // drop the warm-up's readings
+    Ok((audio, controller))
+}
+
+pub fn play_command(args: PlayArgs) -> anyhow::Result<()> {
+    let preset = load_preset(args.preset.as_ref())?;
+    let demo = if args.options.input_channel.is_none() {
+        let rate = args.options.sample_rate.unwrap_or(48_000) as f32;
+        let mut demo = corpus::generate(&CorpusSpec {
+            sample_rate: rate,
+            test_signals: false,
+            ..CorpusSpec::new(DEMO_SEED, DEMO_SECONDS)
+        })
+        .samples;
+        // Start the loop just before the first note rather than in a silence.
+        let first_note = demo.iter().position(|x| x.abs() > 0.01).unwrap_or(0);
+        demo.rotate_left(first_note.saturating_sub(rate as usize / 20));
+        demo
+    } else {
+        Vec::new()
+    };
+    let (mut audio, mut controller) = open(&args, &preset, &demo)?;
+    let info = audio.info.clone();
+    println!(
+        "playing '{}' on {} → {} ({} ch), {} Hz, buffer {}, input: {}; estimated round trip {:.1} ms",
+        preset.preset.name,
+        info.host,
+        info.output_device,
+        info.output_channels,
+        info.sample_rate,
+        info.buffer.map_or("device default".to_owned(), |b| b.to_string()),
+        match (&info.input_device, args.options.input_channel) {
+            (Some(device), Some(channel)) => format!("{device} channel {channel} of {}", info.input_channels),
+            _ => "demo guitar (no input routed; --input CHANNEL routes one)".to_owned(),
+        },
+        info.latency_ms(),
+    );
+
+    let started = Instant::now();
+    let mut report = PlayReport::default();
+    let (mut cpu_sum, mut cpu_readings, mut out_peak, mut out_ms_sum) = (0.0f64, 0u32, 0.0f32, 0.0f64);
+    let mut totals = Totals::default();
+    let deadline = args.seconds.map(|s| Duration::from_secs_f32(s.max(0.0)));
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = controller.poll();
+        let t = controller.telemetry();
+        if t.frames > 0 {
+            cpu_sum += f64::from(t.cpu_load);
+            cpu_readings += 1;
+            report.cpu_peak = report.cpu_peak.max(t.cpu_peak);
+            out_peak = out_peak.max(t.output.peak);
+            out_ms_sum += f64::from(t.output.rms * t.output.rms);
+        }
+        if audio.stats.device_lost.load(Ordering::Relaxed) {
+            eprintln!("neuralboard: the audio device went away; reopening it when it returns");
+            totals.add(&audio.stats);
+            drop(audio);
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                match open(&args, &preset, &demo) {
+                    Ok(reopened) => {
+                        (audio, controller) = reopened;
+                        report.device_reopened += 1;
+                        eprintln!("neuralboard: audio device back");
+                        break;
+                    }
+                    Err(e) if deadline.is_some_and(|d| started.elapsed() >= d) => return Err(e),
+                    Err(_) => continue,
+                }
+            }
+        }
+        if deadline.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    totals.add(&audio.stats);
+    drop(audio);
+
+    report.host = info.host.clone();
+    report.output_device = info.output_device.clone();
+    report.input_device = info.input_device.clone();
+    report.sample_rate = info.sample_rate;
+    report.buffer = info.buffer;
+    report.seconds = elapsed;
+    report.output_callbacks = totals.callbacks;
+    report.callbacks_per_second = totals.callbacks as f64 / elapsed;
+    report.pacing = totals.frames as f64 / elapsed / f64::from(info.sample_rate);
+    report.xruns = totals.xruns;
+    report.input_starved_frames = totals.starved;
+    report.input_dropped_frames = totals.dropped;
+    report.stream_errors = totals.errors;
+    report.engine_overruns = totals.engine_overruns;
+    report.max_callback_cpu_ms = totals.max_callback_cpu_ns as f64 / 1e6;
+    report.cpu_load = if cpu_readings > 0 { (cpu_sum / f64::from(cpu_readings)) as f32 } else { 0.0 };
+    report.output_peak_dbfs = 20.0 * out_peak.max(1e-10).log10();
+    report.output_rms_dbfs = 10.0 * (out_ms_sum / f64::from(cpu_readings.max(1))).max(1e-20).log10() as f32;
+    report.estimated_latency_ms = info.latency_ms();
+    println!(
+        "{:.1} s: {} callbacks ({:.1}/s), pacing {:.3}× real time, {} xruns ({} caused by the board; longest callback \
+         {:.2} ms of CPU), input starved {} / dropped {} frames, CPU load {:.1} % (peak {:.1} %), output peak {:.1} \
+         dBFS, RMS {:.1} dBFS",
+        elapsed,
+        report.output_callbacks,
+        report.callbacks_per_second,
+        report.pacing,
+        report.xruns,
+        report.engine_overruns,
+        report.max_callback_cpu_ms,
+        report.input_starved_frames,
+        report.input_dropped_frames,
+        100.0 * report.cpu_load,
+        100.0 * report.cpu_peak,
+        report.output_peak_dbfs,
+        report.output_rms_dbfs,
+    );
+    if let Some(path) = &args.stats_json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)? + "\n")
+            .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Counters summed over reopened streams.
+#[derive(Default)]
+struct Totals {
+    callbacks: u64,
+    frames: u64,
+    xruns: u64,
+    starved: u64,
+    dropped: u64,
+    errors: u64,
+    engine_overruns: u64,
+    max_callback_cpu_ns: u64,
+}
+
+impl Totals {
+    fn add(&mut self, stats: &LiveStats) {
+        self.callbacks += stats.output_callbacks.load(Ordering::Relaxed);
+        self.frames += stats.output_frames.load(Ordering::Relaxed);
+        self.xruns += stats.xruns.load(Ordering::Relaxed);
+        self.starved += stats.input_starved.load(Ordering::Relaxed);
+        self.dropped += stats.input_dropped.load(Ordering::Relaxed);
+        self.errors += stats.errors.load(Ordering::Relaxed);
+        self.engine_overruns += stats.engine_overruns.load(Ordering::Relaxed);
+        self.max_callback_cpu_ns = self.max_callback_cpu_ns.max(stats.max_callback_cpu_ns.load(Ordering::Relaxed));
+    }
+}
