@@ -23,6 +23,8 @@ pub mod paths;
 pub mod pedal;
 pub mod preset;
 pub mod render;
+pub mod settings;
+pub mod takes;
 pub mod teacher;
 
 pub use chain::SlotId;

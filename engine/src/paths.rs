@@ -50,6 +50,27 @@ impl UserDirs {
     }
 }
 
+/// Writes a file atomically: a temporary file in the same folder (created if missing), flushed to disk, then
+/// renamed over the target. A crash or a full disk mid-write leaves the old file intact.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let file_name =
+        path.file_name().ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
+    let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// The folder of the shipped files (factory presets, models, IRs): `NEURALBOARD_ASSETS` if set, else the source
 /// tree when running from it (development), else the installed location.
 pub fn factory_root() -> PathBuf {

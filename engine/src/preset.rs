@@ -20,7 +20,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -276,22 +275,7 @@ impl Preset {
     /// A crash or full disk mid-save leaves the old preset intact.
     pub fn save(&self, path: &Path) -> Result<(), PresetError> {
         let write_error = |source| PresetError::Write { path: path.to_owned(), source };
-        let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(write_error)?;
-        let file_name = path
-            .file_name()
-            .ok_or_else(|| write_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")))?;
-        let tmp = dir.join(format!(".{}.{}.tmp", file_name.to_string_lossy(), std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(self.to_ron().as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result.map_err(write_error)
+        crate::paths::write_atomic(path, self.to_ron().as_bytes()).map_err(write_error)
     }
 }
 
