@@ -20,6 +20,7 @@ use anyhow::{Context, anyhow, bail};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, Sample, SampleFormat, SizedSample, StreamConfig};
 use neuralboard_engine::Engine;
+use neuralboard_engine::takes::TakeTap;
 
 /// Largest number of frames the output callback hands the engine at once; longer callbacks are processed in
 /// pieces.
@@ -215,7 +216,9 @@ pub fn plan(options: &LiveOptions) -> anyhow::Result<Plan> {
 impl Plan {
     /// Starts the streams with `engine` (built for [`LiveInfo::sample_rate`] and a maximum block of at least
     /// [`MAX_CHUNK`]) playing `source`.
-    pub fn start(self, mut engine: Engine, source: Source) -> anyhow::Result<LiveAudio> {
+    /// `tap`, when given, records every callback's dry input and processed output (see
+    /// [`neuralboard_engine::takes`]).
+    pub fn start(self, mut engine: Engine, source: Source, tap: Option<TakeTap>) -> anyhow::Result<LiveAudio> {
         warm_up(&mut engine, self.info.sample_rate);
         let stats = Arc::new(LiveStats::default());
         let period = self.info.buffer.unwrap_or(256) as usize;
@@ -246,6 +249,7 @@ impl Plan {
         let (device, config, format) = self.output;
         let runner = OutputRunner::new(
             engine,
+            tap,
             source,
             usize::from(config.channels),
             period,
@@ -369,6 +373,7 @@ enum SourceState {
 /// Everything the output callback owns.
 struct OutputRunner {
     engine: Engine,
+    tap: Option<TakeTap>,
     source: SourceState,
     channels: usize,
     sample_rate: u32,
@@ -383,6 +388,7 @@ struct OutputRunner {
 impl OutputRunner {
     fn new(
         engine: Engine,
+        tap: Option<TakeTap>,
         source: SourceState,
         channels: usize,
         period: usize,
@@ -391,6 +397,7 @@ impl OutputRunner {
     ) -> Self {
         Self {
             engine,
+            tap,
             sample_rate,
             source,
             channels: channels.max(1),
@@ -423,6 +430,9 @@ impl OutputRunner {
             let n = out.len() / self.channels;
             self.read_input(n);
             self.engine.process(&self.input[..n], &mut self.left[..n], &mut self.right[..n]);
+            if let Some(tap) = &mut self.tap {
+                tap.push(&self.input[..n], &self.left[..n], &self.right[..n]);
+            }
             for (i, frame) in out.chunks_exact_mut(self.channels).enumerate() {
                 frame[0] = T::from_sample(self.left[i]);
                 if self.channels > 1 {

@@ -136,7 +136,7 @@ enum Command {
     /// have passed (or Ctrl-C). Without --input the board plays a looped demo guitar, so nothing feeds back.
     /// Prints callbacks per second, pacing, xruns and CPU load at the end.
     Play {
-        /// Preset to play [default: the factory Clean Practice].
+        /// Preset to play [default: the last one played, else the factory Clean Practice].
         #[arg(long, value_name = "FILE")]
         preset: Option<PathBuf>,
         /// Audio host (ALSA, JACK, PulseAudio, PipeWire, …) [default: the system's].
@@ -148,9 +148,13 @@ enum Command {
         /// Input device (part of its name) [default: the host's default].
         #[arg(long, value_name = "NAME")]
         input_device: Option<String>,
-        /// Route this input channel (1-based) into the board. Off by default: a microphone next to speakers howls.
-        #[arg(long, value_name = "CHANNEL")]
+        /// Route this input channel (1-based) into the board. Off until you ask: a microphone next to speakers
+        /// howls. Remembered, like the devices, buffer and preset, in the settings for the next start.
+        #[arg(long, value_name = "CHANNEL", conflicts_with = "no_input")]
         input: Option<u16>,
+        /// Do not route the input this time, whatever the settings remember (plays the demo guitar).
+        #[arg(long)]
+        no_input: bool,
         /// Frames per callback [default: the device's].
         #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(16..=4096))]
         buffer: Option<u32>,
@@ -163,6 +167,10 @@ enum Command {
         /// Also write the measurements as JSON.
         #[arg(long, value_name = "FILE")]
         stats_json: Option<PathBuf>,
+        /// Record a take: the dry input and the board's output as two WAV files in your takes folder (see
+        /// `neuralboard paths`), crash-safe.
+        #[arg(long)]
+        record: bool,
         /// List audio hosts and devices, and exit.
         #[arg(long)]
         list: bool,
@@ -191,7 +199,20 @@ fn main() -> ExitCode {
         }
         Some(Command::CabIr { name, rate, output }) => cab_ir_command(&name, rate, &output),
         Some(Command::Eval { model, check }) => eval_command(&model, check),
-        Some(Command::Play { preset, host, device, input_device, input, buffer, rate, seconds, stats_json, list }) => {
+        Some(Command::Play {
+            preset,
+            host,
+            device,
+            input_device,
+            input,
+            no_input,
+            buffer,
+            rate,
+            seconds,
+            stats_json,
+            record,
+            list,
+        }) => {
             if list {
                 print!("{}", live::describe_devices());
                 Ok(())
@@ -204,7 +225,7 @@ fn main() -> ExitCode {
                     buffer,
                     sample_rate: rate,
                 };
-                play::play_command(play::PlayArgs { options, preset, seconds, stats_json })
+                play::play_command(play::PlayArgs { options, no_input, preset, seconds, stats_json, record })
             }
         }
         Some(Command::Paths) => paths_command(),

@@ -6,6 +6,8 @@ use std::time::{Duration, Instant};
 
 use neuralboard_engine::corpus::{self, CorpusSpec};
 use neuralboard_engine::preset::{LoadedPreset, Preset};
+use neuralboard_engine::settings::{AudioSettings, Settings};
+use neuralboard_engine::takes::TakeRecorder;
 use neuralboard_engine::{Controller, Engine, EngineConfig, SlotStatus, paths};
 
 use crate::live::{self, LiveAudio, LiveOptions, LiveStats, Source};
@@ -16,10 +18,15 @@ const DEMO_SECONDS: f32 = 20.0;
 const DEMO_SEED: u64 = 7;
 
 pub struct PlayArgs {
+    /// What the command line asked for; settings fill in what it leaves out.
     pub options: LiveOptions,
+    /// `--no-input`: do not route the input even if the settings say so.
+    pub no_input: bool,
     pub preset: Option<PathBuf>,
     pub seconds: Option<f32>,
     pub stats_json: Option<PathBuf>,
+    /// Record a take (dry input and board output) into the takes folder.
+    pub record: bool,
 }
 
 /// What a run measured (also written as JSON for scripts and tests).
@@ -60,7 +67,12 @@ fn load_preset(path: Option<&PathBuf>) -> anyhow::Result<LoadedPreset> {
 }
 
 /// Opens the devices, builds the engine for their rate and loads the preset into it.
-fn open(args: &PlayArgs, preset: &LoadedPreset, demo: &[f32]) -> anyhow::Result<(LiveAudio, Controller)> {
+fn open(
+    args: &PlayArgs,
+    preset: &LoadedPreset,
+    demo: &[f32],
+    recorder: &mut Option<TakeRecorder>,
+) -> anyhow::Result<(LiveAudio, Controller)> {
     let plan = live::plan(&args.options)?;
     let config = EngineConfig { sample_rate: plan.info.sample_rate as f32, max_block: live::MAX_CHUNK };
     let (engine, mut controller): (Engine, Controller) = Engine::new(config);
@@ -77,12 +89,76 @@ fn open(args: &PlayArgs, preset: &LoadedPreset, demo: &[f32]) -> anyhow::Result<
     } else {
         Source::Loop(demo.to_vec())
     };
-    let audio = plan.start(engine, source)?;
+    let tap = if args.record {
+        let (new_recorder, tap) = TakeRecorder::new(plan.info.sample_rate, live::MAX_CHUNK);
+        *recorder = Some(new_recorder);
+        Some(tap)
+    } else {
+        None
+    };
+    let audio = plan.start(engine, source, tap)?;
     let _ = controller.telemetry(); // drop the warm-up's readings
     Ok((audio, controller))
 }
 
-pub fn play_command(args: PlayArgs) -> anyhow::Result<()> {
+/// Fills what the command line left out from the saved settings.
+fn merge(args: &mut PlayArgs, saved: &Settings) {
+    let (o, a) = (&mut args.options, &saved.audio);
+    if o.host.is_none() {
+        o.host.clone_from(&a.host);
+        // A device name only means something on the host it was saved for.
+        if o.output_device.is_none() {
+            o.output_device.clone_from(&a.output_device);
+        }
+        if o.input_device.is_none() {
+            o.input_device.clone_from(&a.input_device);
+        }
+    }
+    if o.input_channel.is_none() && !args.no_input {
+        o.input_channel = a.input_channel;
+    }
+    o.buffer = o.buffer.or(a.buffer);
+    o.sample_rate = o.sample_rate.or(a.sample_rate);
+    if args.preset.is_none() {
+        args.preset = saved.last_preset.clone().filter(|p| p.is_file());
+    }
+}
+
+/// Remembers what was opened, for the next start.
+fn remember(
+    path: &std::path::Path,
+    mut saved: Settings,
+    args: &PlayArgs,
+    info: &live::LiveInfo,
+    preset: &LoadedPreset,
+) {
+    saved.audio = AudioSettings {
+        host: Some(info.host.clone()),
+        output_device: args.options.output_device.clone(),
+        input_device: args.options.input_device.clone(),
+        input_channel: args.options.input_channel,
+        buffer: args.options.buffer,
+        sample_rate: args.options.sample_rate,
+    };
+    saved.last_preset = Some(preset.path.clone());
+    if let Err(e) = saved.save(path) {
+        eprintln!("neuralboard: warning: settings not saved: {e}");
+    }
+}
+
+pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
+    let settings_path = paths::UserDirs::locate().map(|dirs| Settings::path_in(&dirs.config));
+    let saved = match &settings_path {
+        Some(path) => {
+            let (saved, notes) = Settings::load_or_default(path);
+            for note in notes {
+                eprintln!("neuralboard: warning: {note}");
+            }
+            saved
+        }
+        None => Settings::default(),
+    };
+    merge(&mut args, &saved);
     let preset = load_preset(args.preset.as_ref())?;
     let demo = if args.options.input_channel.is_none() {
         let rate = args.options.sample_rate.unwrap_or(48_000) as f32;
@@ -99,8 +175,19 @@ pub fn play_command(args: PlayArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let (mut audio, mut controller) = open(&args, &preset, &demo)?;
+    let mut recorder = None;
+    let (mut audio, mut controller) = open(&args, &preset, &demo, &mut recorder)?;
+    if let Some(recorder) = &mut recorder {
+        let folder = paths::UserDirs::locate()
+            .map(|dirs| dirs.takes)
+            .ok_or_else(|| anyhow::anyhow!("no home folder to keep takes in (set NEURALBOARD_HOME)"))?;
+        let files = recorder.start(&folder)?;
+        println!("recording {} and {}", files.out.display(), files.dry.display());
+    }
     let info = audio.info.clone();
+    if let Some(path) = &settings_path {
+        remember(path, saved, &args, &info, &preset);
+    }
     println!(
         "playing '{}' on {} → {} ({} ch), {} Hz, buffer {}, input: {}; estimated round trip {:.1} ms",
         preset.preset.name,
@@ -138,7 +225,9 @@ pub fn play_command(args: PlayArgs) -> anyhow::Result<()> {
             drop(audio);
             loop {
                 std::thread::sleep(Duration::from_secs(1));
-                match open(&args, &preset, &demo) {
+                // A take cannot span two streams: the one running is finished first (its files stay valid).
+                finish_take(&mut recorder);
+                match open(&args, &preset, &demo, &mut recorder) {
                     Ok(reopened) => {
                         (audio, controller) = reopened;
                         report.device_reopened += 1;
@@ -157,6 +246,7 @@ pub fn play_command(args: PlayArgs) -> anyhow::Result<()> {
     let elapsed = started.elapsed().as_secs_f64();
     totals.add(&audio.stats);
     drop(audio);
+    finish_take(&mut recorder);
 
     report.host = info.host.clone();
     report.output_device = info.output_device.clone();
@@ -200,6 +290,26 @@ pub fn play_command(args: PlayArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{}: cannot write: {e}", path.display()))?;
     }
     Ok(())
+}
+
+/// Stops a running take and says what it kept.
+fn finish_take(recorder: &mut Option<TakeRecorder>) {
+    if let Some(mut recorder) = recorder.take().filter(|r| r.is_recording() || r.files().is_some()) {
+        match recorder.stop() {
+            Ok(summary) => println!(
+                "take: {:.1} s in {} and {}{}",
+                summary.seconds,
+                summary.files.out.display(),
+                summary.files.dry.display(),
+                if summary.overruns > 0 {
+                    format!(" ({} frames lost to overruns)", summary.overruns)
+                } else {
+                    String::new()
+                }
+            ),
+            Err(e) => eprintln!("neuralboard: error: the take stopped: {e}"),
+        }
+    }
 }
 
 /// Counters summed over reopened streams.

@@ -57,11 +57,14 @@ fn play_through_a_jack_dummy_server_keeps_real_time() {
     }
 
     let stats = std::env::temp_dir().join(format!("{name}.json"));
+    let home = std::env::temp_dir().join(format!("{name}-home"));
+    let _ = std::fs::remove_dir_all(&home);
     let out = Command::new(bin())
-        .args(["play", "--host", "jack", "--buffer", "64", "--seconds", "4", "--stats-json"])
+        .args(["play", "--host", "jack", "--buffer", "64", "--seconds", "4", "--record", "--stats-json"])
         .arg(&stats)
         .env("JACK_DEFAULT_SERVER", &name)
         .env("JACK_NO_START_SERVER", "1")
+        .env("NEURALBOARD_HOME", &home)
         .output()
         .expect("neuralboard runs");
     drop(server);
@@ -89,4 +92,24 @@ fn play_through_a_jack_dummy_server_keeps_real_time() {
     assert_eq!(number("stream_errors"), 0.0, "{report}");
     let out_peak = number("output_peak_dbfs");
     assert!(out_peak > -40.0 && out_peak <= -0.29, "output peak {out_peak} dBFS: silent, or above the limiter");
+
+    // What was opened is remembered for the next start.
+    let settings = std::fs::read_to_string(home.join("config/settings.ron")).expect("settings saved");
+    assert!(settings.contains("host: Some(\"JACK\")") && settings.contains("buffer: Some(64)"), "{settings}");
+    assert!(settings.contains("clean-practice.ron"), "{settings}");
+
+    // The take: the board's output (stereo) and the dry input (mono), as long as the run, holding the sound.
+    let takes: Vec<PathBuf> =
+        std::fs::read_dir(home.join("data/takes")).expect("takes folder").map(|e| e.unwrap().path()).collect();
+    let out_take = takes.iter().find(|p| p.to_string_lossy().ends_with("-out.wav")).expect("output take");
+    let dry_take = takes.iter().find(|p| p.to_string_lossy().ends_with("-dry.wav")).expect("dry take");
+    let mut reader = hound::WavReader::open(out_take).unwrap();
+    assert_eq!((reader.spec().channels, reader.spec().sample_rate), (2, 48_000));
+    let seconds = f64::from(reader.duration()) / 48_000.0;
+    assert!((3.5..=4.5).contains(&seconds), "output take of {seconds} s for a 4 s run");
+    let peak = reader.samples::<f32>().map(Result::unwrap).fold(0.0f32, |m, x| m.max(x.abs()));
+    assert!(20.0 * peak.log10() > -40.0, "the output take is silent");
+    let dry = hound::WavReader::open(dry_take).unwrap();
+    assert_eq!((dry.spec().channels, dry.duration()), (1, reader.duration()));
+    let _ = std::fs::remove_dir_all(&home);
 }
