@@ -16,7 +16,19 @@ fn bin() -> PathBuf {
 struct Server(Child);
 
 impl Drop for Server {
+    /// SIGTERM first, so jackd unregisters itself: a SIGKILLed server leaves its entry in JACK's shared-memory
+    /// registry, which holds only a few servers ("Too many servers already active" after a handful of runs).
     fn drop(&mut self) {
+        let pid = self.0.id() as libc::pid_t;
+        // SAFETY: signalling our own child process by its pid.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -26,6 +38,21 @@ fn have(program: &str) -> bool {
     Command::new(program).arg("--version").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
 }
 
+/// A server of this name killed uncleanly (SIGKILL, a crash) leaves its socket and semaphores in /dev/shm, and a
+/// new one then refuses to start ("server already active"). Nothing of that name is running (checked first), so
+/// they are stale.
+fn remove_stale_server_files(name: &str) {
+    let Ok(entries) = std::fs::read_dir("/dev/shm") else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let ours = file.starts_with(&format!("jack_{name}_"))
+            || (file.starts_with("jack_sem.") && file.contains(&format!("_{name}_")));
+        if ours {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
 #[test]
 fn play_through_a_jack_dummy_server_keeps_real_time() {
     if !have("jackd") {
@@ -33,26 +60,35 @@ fn play_through_a_jack_dummy_server_keeps_real_time() {
         eprintln!("SKIPPED: jackd is not installed (Debian: apt-get install jackd2)");
         return;
     }
-    let name = format!("neuralboard-test-{}", std::process::id());
-    let server = Server(
-        Command::new("jackd")
-            .args(["--no-realtime", "--name", &name, "-d", "dummy", "-r", "48000", "-p", "64"])
+    // One fixed name: a server that died uncleanly leaves a registry entry that only a server of the same name
+    // reclaims. Its output goes to a log that a failure shows.
+    let name = "neuralboard-test";
+    let answers = || {
+        Command::new("jack_lsp")
+            .env("JACK_DEFAULT_SERVER", name)
+            .env("JACK_NO_START_SERVER", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    assert!(!answers(), "a JACK server named {name} is already running (another run of this test?)");
+    remove_stale_server_files(name);
+    let log_path = std::env::temp_dir().join(format!("{name}-jackd.log"));
+    let log = std::fs::File::create(&log_path).expect("jackd log");
+    let server = Server(
+        Command::new("jackd")
+            .args(["--no-realtime", "--name", name, "-d", "dummy", "-r", "48000", "-p", "64"])
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
             .spawn()
             .expect("jackd starts"),
     );
+    let jackd_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     // Wait until the server answers.
     let started = Instant::now();
-    while !Command::new("jack_lsp")
-        .env("JACK_DEFAULT_SERVER", &name)
-        .env("JACK_NO_START_SERVER", "1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        assert!(started.elapsed() < Duration::from_secs(10), "the JACK server did not come up");
+    while !answers() {
+        assert!(started.elapsed() < Duration::from_secs(10), "the JACK server did not come up:\n{}", jackd_log());
         std::thread::sleep(Duration::from_millis(100));
     }
 
@@ -62,7 +98,7 @@ fn play_through_a_jack_dummy_server_keeps_real_time() {
     let out = Command::new(bin())
         .args(["play", "--host", "jack", "--buffer", "64", "--seconds", "4", "--record", "--stats-json"])
         .arg(&stats)
-        .env("JACK_DEFAULT_SERVER", &name)
+        .env("JACK_DEFAULT_SERVER", name)
         .env("JACK_NO_START_SERVER", "1")
         .env("NEURALBOARD_HOME", &home)
         .output()
