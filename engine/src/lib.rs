@@ -23,6 +23,7 @@ pub mod paths;
 pub mod pedal;
 pub mod preset;
 pub mod render;
+pub mod ronfile;
 pub mod settings;
 pub mod takes;
 pub mod teacher;

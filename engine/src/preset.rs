@@ -27,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::chain::MAX_SLOTS;
 use crate::effects;
 use crate::engine::GLOBAL_GAIN_RANGE_DB;
+use crate::ronfile;
 
 /// The preset format version this build reads and writes.
 pub const PRESET_VERSION: u32 = 1;
@@ -111,17 +112,7 @@ impl PresetSlot {
 }
 
 /// Why a preset could not be loaded or saved. Every message starts with the file it is about.
-#[derive(Debug, thiserror::Error)]
-pub enum PresetError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{}:{line}:{column}: {message}", path.display())]
-    Syntax { path: PathBuf, line: usize, column: usize, message: String },
-    #[error("{}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
-    #[error("{}: cannot save: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
-}
+pub type PresetError = crate::ronfile::RonFileError;
 
 /// Something in a preset that was skipped or could not be honoured, while the rest loaded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,38 +151,18 @@ impl Preset {
 
     /// Reads and checks a preset file.
     pub fn load(path: &Path) -> Result<LoadedPreset, PresetError> {
-        let read_error = |source| PresetError::Read { path: path.to_owned(), source };
-        let size = std::fs::metadata(path).map_err(read_error)?.len();
-        if size > MAX_PRESET_BYTES {
-            return Err(PresetError::Invalid {
-                path: path.to_owned(),
-                message: format!("{size} bytes is too large for a preset (at most {MAX_PRESET_BYTES})"),
-            });
-        }
-        let bytes = std::fs::read(path).map_err(read_error)?;
-        let text = String::from_utf8(bytes).map_err(|e| PresetError::Invalid {
-            path: path.to_owned(),
-            message: format!("not a text file (invalid UTF-8 at byte {})", e.utf8_error().valid_up_to()),
-        })?;
+        let text = ronfile::read_text(path, MAX_PRESET_BYTES, "a preset")?;
         let (preset, warnings) = Self::parse(&text, path)?;
         Ok(LoadedPreset { preset, path: path.to_owned(), warnings })
     }
 
     /// Parses and checks preset text; `path` names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<(Preset, Vec<PresetWarning>), PresetError> {
-        let syntax = |e: ron::error::SpannedError| PresetError::Syntax {
-            path: path.to_owned(),
-            line: e.span.start.line,
-            column: e.span.start.col,
-            message: e.code.to_string(),
-        };
-        let mut warnings = Vec::new();
-        let mut de = ron::de::Deserializer::from_str(text).map_err(syntax)?;
-        let preset: Preset = serde_ignored::deserialize(&mut de, |ignored| {
-            warnings.push(PresetWarning { location: ignored.to_string(), message: "unknown field, ignored".into() });
-        })
-        .map_err(|e| syntax(de.span_error(e)))?;
-        de.end().map_err(|e| syntax(de.span_error(e)))?;
+        let (preset, unknown): (Preset, _) = ronfile::parse(text, path)?;
+        let mut warnings: Vec<PresetWarning> = unknown
+            .into_iter()
+            .map(|location| PresetWarning { location, message: "unknown field, ignored".into() })
+            .collect();
         preset.check(path, &mut warnings)?;
         Ok((preset, warnings))
     }
@@ -274,8 +245,7 @@ impl Preset {
     /// Writes atomically: a temporary file in the same folder, flushed to disk, then renamed over the target.
     /// A crash or full disk mid-save leaves the old preset intact.
     pub fn save(&self, path: &Path) -> Result<(), PresetError> {
-        let write_error = |source| PresetError::Write { path: path.to_owned(), source };
-        crate::paths::write_atomic(path, self.to_ron().as_bytes()).map_err(write_error)
+        ronfile::save(path, &self.to_ron())
     }
 }
 

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::midi::MidiMap;
+use crate::ronfile;
 
 /// The settings format this build writes.
 pub const SETTINGS_VERSION: u32 = 1;
@@ -41,17 +42,11 @@ pub struct AudioSettings {
     pub sample_rate: Option<u32>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SettingsError {
-    #[error("{}: cannot read: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{}:{line}:{column}: {message}", path.display())]
-    Syntax { path: PathBuf, line: usize, column: usize, message: String },
-    #[error("{}: {message}", path.display())]
-    Invalid { path: PathBuf, message: String },
-    #[error("{}: cannot write: {source}", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
-}
+/// Why settings could not be loaded or saved; the message starts with the file.
+pub type SettingsError = crate::ronfile::RonFileError;
+
+/// Settings files are small; anything larger is not one.
+const MAX_SETTINGS_BYTES: u64 = 1 << 20;
 
 impl Settings {
     /// The settings file in a config folder.
@@ -61,24 +56,13 @@ impl Settings {
 
     /// Reads and checks a settings file. Returns the settings and the fields it did not know.
     pub fn load(path: &Path) -> Result<(Self, Vec<String>), SettingsError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| SettingsError::Read { path: path.to_owned(), source })?;
+        let text = ronfile::read_text(path, MAX_SETTINGS_BYTES, "a settings file")?;
         Self::parse(&text, path)
     }
 
     /// Parses settings text; `path` names the source in errors.
     pub fn parse(text: &str, path: &Path) -> Result<(Self, Vec<String>), SettingsError> {
-        let syntax = |e: ron::error::SpannedError| SettingsError::Syntax {
-            path: path.to_owned(),
-            line: e.span.start.line,
-            column: e.span.start.col,
-            message: e.code.to_string(),
-        };
-        let mut unknown = Vec::new();
-        let mut de = ron::de::Deserializer::from_str(text).map_err(syntax)?;
-        let settings: Settings = serde_ignored::deserialize(&mut de, |field| unknown.push(field.to_string()))
-            .map_err(|e| syntax(de.span_error(e)))?;
-        de.end().map_err(|e| syntax(de.span_error(e)))?;
+        let (settings, unknown): (Settings, _) = ronfile::parse(text, path)?;
         let invalid = |message: String| SettingsError::Invalid { path: path.to_owned(), message };
         if settings.version > SETTINGS_VERSION {
             return Err(invalid(format!(
@@ -140,8 +124,7 @@ impl Settings {
 
     /// Writes atomically (temporary file, flushed, renamed).
     pub fn save(&self, path: &Path) -> Result<(), SettingsError> {
-        crate::paths::write_atomic(path, self.to_ron().as_bytes())
-            .map_err(|source| SettingsError::Write { path: path.to_owned(), source })
+        ronfile::save(path, &self.to_ron())
     }
 }
 
