@@ -172,6 +172,12 @@ fn pick_device(host: &cpal::Host, wanted: Option<&str>, input: bool) -> anyhow::
     }
 }
 
+/// Round-trip estimate from the period: the output's double buffer, plus, with an input, the input's period and the
+/// ring's period of slack. A formula, not a loopback measurement; the pedals' own latency comes on top.
+fn latency_frames(period: u32, with_input: bool) -> u32 {
+    if with_input { 4 * period } else { 2 * period }
+}
+
 /// Chooses host, devices, rate and buffer size; opens nothing yet.
 pub fn plan(options: &LiveOptions) -> anyhow::Result<Plan> {
     let host = pick_host(options.host.as_deref())?;
@@ -208,7 +214,7 @@ pub fn plan(options: &LiveOptions) -> anyhow::Result<Plan> {
         buffer: options.buffer,
         output_channels: out_config.channels,
         input_channels: input.as_ref().map_or(0, |(_, c, ..)| c.channels),
-        latency_frames: if input.is_some() { 4 * period } else { 2 * period },
+        latency_frames: latency_frames(period, input.is_some()),
     };
     Ok(Plan { input, output: (out_device, out_config, out_default.sample_format()), info })
 }
@@ -266,7 +272,12 @@ impl Plan {
             input.play().context("cannot start the input stream")?;
         }
         output.play().context("cannot start the output stream")?;
-        Ok(LiveAudio { _input: input, _output: output, stats, info: self.info })
+        let mut info = self.info;
+        // With the device's default buffer the period is only known now.
+        if let Ok(frames) = output.buffer_size() {
+            info.latency_frames = latency_frames(frames, input.is_some());
+        }
+        Ok(LiveAudio { _input: input, _output: output, stats, info })
     }
 }
 
@@ -477,9 +488,12 @@ impl OutputRunner {
                 }
             }
             SourceState::Loop { samples, position } => {
-                for x in input.iter_mut() {
-                    *x = samples[*position];
-                    *position = (*position + 1) % samples.len();
+                let mut filled = 0;
+                while filled < n {
+                    let run = (samples.len() - *position).min(n - filled);
+                    input[filled..filled + run].copy_from_slice(&samples[*position..*position + run]);
+                    filled += run;
+                    *position = (*position + run) % samples.len();
                 }
             }
             SourceState::Silence => input.fill(0.0),
