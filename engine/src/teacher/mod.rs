@@ -50,7 +50,8 @@ pub enum TeacherError {
 pub fn render(teacher: &mut dyn Teacher, input: &[f32]) -> (Vec<f32>, Vec<f32>) {
     let latency = teacher.latency();
     let mut out = Vec::with_capacity(input.len());
-    let mut lfo = Vec::new();
+    // Teachers with an LFO report it from the first sample on.
+    let mut lfo = Vec::with_capacity(if teacher.lfo().is_some() { input.len() } else { 0 });
     // Feed `latency` extra zeros and drop as many leading outputs.
     for (n, &x) in input.iter().chain(std::iter::repeat_n(&0.0, latency)).enumerate() {
         let y = teacher.tick(x);
@@ -60,7 +61,6 @@ pub fn render(teacher: &mut dyn Teacher, input: &[f32]) -> (Vec<f32>, Vec<f32>) 
         if n < input.len()
             && let Some(value) = teacher.lfo()
         {
-            lfo.reserve(input.len());
             lfo.push(value);
         }
     }
