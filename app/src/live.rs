@@ -20,6 +20,7 @@ use anyhow::{Context, anyhow, bail};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{FromSample, Sample, SampleFormat, SizedSample, StreamConfig};
 use neuralboard_engine::Engine;
+use neuralboard_engine::corpus::{self, CorpusSpec};
 use neuralboard_engine::takes::TakeTap;
 
 /// Largest number of frames the output callback hands the engine at once; longer callbacks are processed in
@@ -27,6 +28,22 @@ use neuralboard_engine::takes::TakeTap;
 pub const MAX_CHUNK: usize = 1024;
 /// How long stream construction may take before we give up on a device.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Seconds of demo guitar looped when no input is routed.
+const DEMO_SECONDS: f32 = 20.0;
+/// The demo guitar's corpus seed: a fixed, pleasant phrase mix.
+const DEMO_SEED: u64 = 7;
+
+/// The demo guitar loop played when no input is routed: corpus phrases at `sample_rate`, starting just before the
+/// first note rather than in a silence.
+pub fn demo_loop(sample_rate: f32) -> Vec<f32> {
+    let mut demo =
+        corpus::generate(&CorpusSpec { sample_rate, test_signals: false, ..CorpusSpec::new(DEMO_SEED, DEMO_SECONDS) })
+            .samples;
+    let first_note = demo.iter().position(|x| x.abs() > 0.01).unwrap_or(0);
+    demo.rotate_left(first_note.saturating_sub(sample_rate as usize / 20));
+    demo
+}
 
 /// What to open.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +130,45 @@ pub struct Plan {
     pub info: LiveInfo,
 }
 
+/// The devices of one audio host, for the settings page.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostDevices {
+    pub host: String,
+    /// Input devices with their channel counts.
+    pub inputs: Vec<(String, u16)>,
+    pub outputs: Vec<String>,
+    /// Why the host cannot be used (no server running, no permission), if it cannot.
+    pub problem: Option<String>,
+}
+
+/// Every host this build offers with its devices. Slow on some hosts (ALSA probes each card): call it off the GUI
+/// thread.
+pub fn device_catalog() -> Vec<HostDevices> {
+    cpal::available_hosts()
+        .into_iter()
+        .map(|id| {
+            let mut entry = HostDevices { host: id.name().to_owned(), ..HostDevices::default() };
+            match cpal::host_from_id(id) {
+                Err(e) => entry.problem = Some(e.to_string()),
+                Ok(host) => match host.devices() {
+                    Err(e) => entry.problem = Some(e.to_string()),
+                    Ok(devices) => {
+                        for device in devices {
+                            if let Ok(config) = device.default_input_config() {
+                                entry.inputs.push((device_name(&device), config.channels()));
+                            }
+                            if device.default_output_config().is_ok() {
+                                entry.outputs.push(device_name(&device));
+                            }
+                        }
+                    }
+                },
+            }
+            entry
+        })
+        .collect()
+}
+
 /// Lists hosts and devices, for `neuralboard play --list`.
 pub fn describe_devices() -> String {
     let mut out = String::new();
@@ -174,7 +230,7 @@ fn pick_device(host: &cpal::Host, wanted: Option<&str>, input: bool) -> anyhow::
 
 /// Round-trip estimate from the period: the output's double buffer, plus, with an input, the input's period and the
 /// ring's period of slack. A formula, not a loopback measurement; the pedals' own latency comes on top.
-fn latency_frames(period: u32, with_input: bool) -> u32 {
+pub fn latency_frames(period: u32, with_input: bool) -> u32 {
     if with_input { 4 * period } else { 2 * period }
 }
 

@@ -9,8 +9,9 @@ use std::time::Instant;
 
 mod live;
 mod play;
+mod ui;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use neuralboard_engine::param::gain_to_db;
 use neuralboard_engine::preset::{LoadedPreset, Preset, PresetSlot};
 use neuralboard_engine::render::{self, RenderJob};
@@ -24,6 +25,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Open the pedalboard window (what running without a subcommand does).
+    Gui {
+        /// Preset to open [default: the last one used, else the factory Clean Practice].
+        #[arg(long, value_name = "FILE")]
+        preset: Option<PathBuf>,
+        /// Do not open audio devices: the board runs the demo loop silently (meters and tuner still move).
+        #[arg(long)]
+        offline: bool,
+        /// Write main.png and settings.png of the window into DIR after a few seconds, then quit (implies
+        /// --offline).
+        #[arg(long, value_name = "DIR")]
+        screenshot: Option<PathBuf>,
+    },
     /// Process a WAV file through a preset's chain, offline, with the same engine the live board uses.
     ///
     /// Reads 8/16/24/32-bit integer and 32-bit float WAV; stereo or multi-channel input is mixed to mono (a
@@ -229,7 +243,10 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Paths) => paths_command(),
-        None => gui(),
+        Some(Command::Gui { preset, offline, screenshot }) => {
+            ui::run(ui::Options { preset, offline, screenshot, ..ui::Options::default() })
+        }
+        None => ui::run(ui::Options::default()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -239,13 +256,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn gui() -> anyhow::Result<()> {
-    // Until the GUI lands, starting without a subcommand explains that and shows what does work.
-    eprintln!("neuralboard: the graphical board is not part of this build yet; these commands work today:\n");
-    Cli::command().print_help()?;
-    Ok(())
 }
 
 /// What `render` plays.

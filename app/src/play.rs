@@ -4,18 +4,12 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use neuralboard_engine::corpus::{self, CorpusSpec};
 use neuralboard_engine::preset::{LoadedPreset, Preset};
 use neuralboard_engine::settings::{AudioSettings, Settings};
 use neuralboard_engine::takes::TakeRecorder;
 use neuralboard_engine::{Controller, Engine, EngineConfig, SlotStatus, paths};
 
 use crate::live::{self, LiveAudio, LiveOptions, LiveStats, Source};
-
-/// Seconds of demo guitar looped when no input is routed.
-const DEMO_SECONDS: f32 = 20.0;
-/// The demo guitar's corpus seed: a fixed, pleasant phrase mix.
-const DEMO_SEED: u64 = 7;
 
 pub struct PlayArgs {
     /// What the command line asked for; settings fill in what it leaves out.
@@ -161,17 +155,7 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
     merge(&mut args, &saved);
     let preset = load_preset(args.preset.as_ref())?;
     let demo = if args.options.input_channel.is_none() {
-        let rate = args.options.sample_rate.unwrap_or(48_000) as f32;
-        let mut demo = corpus::generate(&CorpusSpec {
-            sample_rate: rate,
-            test_signals: false,
-            ..CorpusSpec::new(DEMO_SEED, DEMO_SECONDS)
-        })
-        .samples;
-        // Start the loop just before the first note rather than in a silence.
-        let first_note = demo.iter().position(|x| x.abs() > 0.01).unwrap_or(0);
-        demo.rotate_left(first_note.saturating_sub(rate as usize / 20));
-        demo
+        live::demo_loop(args.options.sample_rate.unwrap_or(48_000) as f32)
     } else {
         Vec::new()
     };

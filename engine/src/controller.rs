@@ -152,6 +152,11 @@ impl Controller {
         self.modified
     }
 
+    /// Marks the board as differing from its preset (after it was rebuilt from itself, e.g. for a new device).
+    pub fn mark_modified(&mut self) {
+        self.modified = true;
+    }
+
     pub fn mark_saved(&mut self, name: &str) {
         self.name = name.to_owned();
         self.modified = false;

@@ -151,6 +151,12 @@ impl Engine {
         self.limiter_enabled = false;
     }
 
+    /// The pedals in processing order: what the audio actually runs through (tests and diagnostics compare it
+    /// with the controller's mirror).
+    pub fn slot_ids(&self) -> impl Iterator<Item = crate::chain::SlotId> + '_ {
+        self.chain.ids()
+    }
+
     /// Whether the chain currently ends in stereo (some engaged pedal makes stereo).
     pub fn is_stereo(&self) -> bool {
         self.chain.slots().any(|s| s.pedal().info().channels == crate::pedal::Channels::MakesStereo)

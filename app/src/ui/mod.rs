@@ -1,0 +1,36 @@
+//! The pedalboard window (iced).
+//!
+//! - [`app`]: state, messages, update, layout; the only place that holds the engine's
+//!   [`neuralboard_engine::Controller`].
+//! - [`board`]: the pedals and the selected pedal's panel; [`topbar`]: presets, tuner, meters, record;
+//!   [`settings`]: devices and MIDI mappings.
+//! - [`knob`], [`meter`]: the custom widgets; [`style`]: colours and styles.
+//! - [`session`]: the audio session (live devices, or the engine run offline); [`library`]: the preset files.
+
+mod app;
+mod board;
+mod knob;
+mod library;
+mod meter;
+mod session;
+mod settings;
+mod style;
+mod topbar;
+
+#[cfg(test)]
+mod tests;
+
+pub use app::Options;
+use app::{App, WINDOW_SIZE};
+
+/// Opens the window and runs until it is closed.
+pub fn run(options: Options) -> anyhow::Result<()> {
+    iced::application(move || App::new(options.clone()), App::update, App::view)
+        .title(App::title)
+        .theme(App::theme)
+        .subscription(App::subscription)
+        .window_size(WINDOW_SIZE)
+        .antialiasing(true)
+        .run()
+        .map_err(|e| anyhow::anyhow!("the window could not be opened: {e}"))
+}

@@ -1,0 +1,255 @@
+//! The settings page: audio host, devices, input channel, sample rate and buffer with the latency they give, and
+//! the MIDI mappings.
+
+use iced::widget::{Column, Space, button, container, pick_list, row, scrollable, text};
+use iced::{Alignment, Element, Font, Length, Task, font};
+use neuralboard_engine::midi::{SwitchMode, Target};
+use neuralboard_engine::settings::{AudioSettings, Settings};
+
+use super::session::Session;
+use super::style;
+use crate::live::{self, HostDevices};
+
+const BOLD: Font = Font { weight: font::Weight::Bold, ..Font::DEFAULT };
+/// What the pickers offer besides "the device's default".
+const RATES: [u32; 5] = [44_100, 48_000, 88_200, 96_000, 192_000];
+const BUFFERS: [u32; 7] = [32, 64, 128, 256, 512, 1024, 2048];
+/// The label for "let the device decide".
+const DEFAULT: &str = "Default";
+const NO_INPUT: &str = "Off (demo loop)";
+
+#[derive(Debug, Clone)]
+pub enum Message {
+    Catalog(Vec<HostDevices>),
+    Host(String),
+    Output(String),
+    Input(String),
+    Channel(String),
+    Rate(String),
+    Buffer(String),
+    Apply,
+    Rescan,
+    DeleteMapping(usize),
+    Close,
+}
+
+/// What the page asks the app to do.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Apply(AudioSettings),
+    DeleteMapping(usize),
+    Rescan,
+    Close,
+}
+
+/// The page's own state: a draft of the audio settings and the devices found.
+#[derive(Debug, Clone)]
+pub struct SettingsPage {
+    pub draft: AudioSettings,
+    pub catalog: Option<Vec<HostDevices>>,
+}
+
+/// Lists hosts and devices off the GUI thread (ALSA probes every card, which takes a moment).
+pub fn load_catalog() -> Task<super::app::Message> {
+    Task::perform(async { live::device_catalog() }, |catalog| super::app::Message::Settings(Message::Catalog(catalog)))
+}
+
+fn or_default(v: Option<String>) -> String {
+    v.unwrap_or_else(|| DEFAULT.to_owned())
+}
+
+fn some_unless_default(v: String) -> Option<String> {
+    (v != DEFAULT).then_some(v)
+}
+
+impl SettingsPage {
+    pub fn new(settings: &Settings) -> Self {
+        Self { draft: settings.audio.clone(), catalog: None }
+    }
+
+    pub fn update(&mut self, message: Message) -> Option<Event> {
+        match message {
+            Message::Catalog(catalog) => self.catalog = Some(catalog),
+            Message::Host(host) => {
+                self.draft.host = some_unless_default(host);
+                // Device names belong to a host.
+                self.draft.output_device = None;
+                self.draft.input_device = None;
+            }
+            Message::Output(d) => self.draft.output_device = some_unless_default(d),
+            Message::Input(d) => self.draft.input_device = some_unless_default(d),
+            Message::Channel(c) => self.draft.input_channel = c.strip_prefix("Input ").and_then(|n| n.parse().ok()),
+            Message::Rate(r) => self.draft.sample_rate = r.strip_suffix(" Hz").and_then(|n| n.parse().ok()),
+            Message::Buffer(b) => self.draft.buffer = b.split(' ').next().and_then(|n| n.parse().ok()),
+            Message::Apply => return Some(Event::Apply(self.draft.clone())),
+            Message::Rescan => {
+                self.catalog = None;
+                return Some(Event::Rescan);
+            }
+            Message::DeleteMapping(i) => return Some(Event::DeleteMapping(i)),
+            Message::Close => return Some(Event::Close),
+        }
+        None
+    }
+
+    fn host_entry(&self) -> Option<&HostDevices> {
+        let catalog = self.catalog.as_ref()?;
+        match &self.draft.host {
+            Some(host) => catalog.iter().find(|h| h.host.eq_ignore_ascii_case(host)),
+            None => catalog.first(),
+        }
+    }
+
+    pub fn view<'a>(&'a self, session: &'a Session, settings: &'a Settings) -> Element<'a, Message> {
+        let host = self.host_entry();
+        let hosts: Vec<String> =
+            std::iter::once(DEFAULT.to_owned()).chain(self.catalog.iter().flatten().map(|h| h.host.clone())).collect();
+        let outputs: Vec<String> =
+            std::iter::once(DEFAULT.to_owned()).chain(host.iter().flat_map(|h| h.outputs.iter().cloned())).collect();
+        let inputs: Vec<String> = std::iter::once(DEFAULT.to_owned())
+            .chain(host.iter().flat_map(|h| h.inputs.iter().map(|(n, _)| n.clone())))
+            .collect();
+        let input_channels = host
+            .and_then(|h| {
+                let wanted = self.draft.input_device.as_deref();
+                h.inputs.iter().find(|(n, _)| wanted.is_none_or(|w| n.contains(w))).map(|(_, c)| *c)
+            })
+            .unwrap_or(2);
+        let channels: Vec<String> =
+            std::iter::once(NO_INPUT.to_owned()).chain((1..=input_channels).map(|c| format!("Input {c}"))).collect();
+        let rates: Vec<String> =
+            std::iter::once(DEFAULT.to_owned()).chain(RATES.iter().map(|r| format!("{r} Hz"))).collect();
+        let buffers: Vec<String> =
+            std::iter::once(DEFAULT.to_owned()).chain(BUFFERS.iter().map(|b| format!("{b} frames"))).collect();
+
+        let field = |label: &'static str, picker: Element<'a, Message>| {
+            row![text(label).size(14).width(150).color(style::DIM), picker].spacing(12).align_y(Alignment::Center)
+        };
+        let picker = |options: Vec<String>, selected: String, on: fn(String) -> Message| -> Element<'a, Message> {
+            pick_list(options, Some(selected), on).text_size(14).width(380).into()
+        };
+        let d = &self.draft;
+        let mut audio = Column::new().spacing(10).push(text("Audio").size(18).font(BOLD));
+        if self.catalog.is_none() {
+            audio = audio.push(text("Looking for audio devices…").size(13).color(style::DIM));
+        }
+        if let Some(problem) = host.and_then(|h| h.problem.as_ref()) {
+            audio = audio.push(text(format!("This host cannot be used now: {problem}")).size(13).color(style::WARN));
+        }
+        audio = audio
+            .push(field("Host", picker(hosts, or_default(d.host.clone()), Message::Host)))
+            .push(field("Output device", picker(outputs, or_default(d.output_device.clone()), Message::Output)))
+            .push(field("Input device", picker(inputs, or_default(d.input_device.clone()), Message::Input)))
+            .push(field(
+                "Guitar input",
+                picker(
+                    channels,
+                    d.input_channel.map_or(NO_INPUT.to_owned(), |c| format!("Input {c}")),
+                    Message::Channel,
+                ),
+            ))
+            .push(field(
+                "Sample rate",
+                picker(rates, d.sample_rate.map_or(DEFAULT.to_owned(), |r| format!("{r} Hz")), Message::Rate),
+            ))
+            .push(field(
+                "Buffer",
+                picker(buffers, d.buffer.map_or(DEFAULT.to_owned(), |b| format!("{b} frames")), Message::Buffer),
+            ));
+        let estimate = match (d.buffer, d.sample_rate.or(session.info().map(|i| i.sample_rate))) {
+            (Some(buffer), Some(rate)) => {
+                let frames = live::latency_frames(buffer, d.input_channel.is_some());
+                format!(
+                    "Estimated round trip with these settings: {:.1} ms",
+                    1000.0 * f64::from(frames) / f64::from(rate)
+                )
+            }
+            _ => "Pick a buffer size to see the latency it gives.".to_owned(),
+        };
+        audio = audio
+            .push(text(estimate).size(13).color(style::DIM))
+            .push(text(format!("Now: {}", session.describe())).size(13).color(style::DIM))
+            .push(
+                text("Guitar input stays off until you choose a channel: an open input next to speakers can howl.")
+                    .size(12)
+                    .color(style::DIM),
+            )
+            .push(
+                row![
+                    button(text("Apply").size(14)).padding([6, 16]).style(style::flat(false)).on_press(Message::Apply),
+                    button(text("Find devices again").size(14))
+                        .padding([6, 16])
+                        .style(style::flat(false))
+                        .on_press(Message::Rescan),
+                    button(text("Back to the board").size(14))
+                        .padding([6, 16])
+                        .style(style::flat(false))
+                        .on_press(Message::Close),
+                ]
+                .spacing(8),
+            );
+
+        let mut midi = Column::new().spacing(6).push(text("MIDI mappings").size(18).font(BOLD));
+        if settings.midi.mappings.is_empty() {
+            midi = midi.push(
+                text("No mappings yet. Press Learn on the board, touch a knob or footswitch, then move a control on your MIDI device.")
+                    .size(13)
+                    .color(style::DIM),
+            );
+        }
+        for (i, mapping) in settings.midi.mappings.iter().enumerate() {
+            midi = midi.push(
+                row![
+                    text(format!("{} → {}", mapping.source, describe_target(&mapping.target, session)))
+                        .size(13)
+                        .width(Length::Fill),
+                    button(text("Delete").size(12))
+                        .padding([2, 8])
+                        .style(style::flat(false))
+                        .on_press(Message::DeleteMapping(i)),
+                ]
+                .spacing(8)
+                .align_y(Alignment::Center),
+            );
+        }
+
+        container(
+            row![
+                container(scrollable(audio)).width(Length::FillPortion(3)),
+                Space::new().width(24),
+                container(scrollable(midi)).width(Length::FillPortion(2)),
+            ]
+            .padding(20),
+        )
+        .padding([12, 16])
+        .width(Length::Fill)
+        .height(Length::Fill)
+        .into()
+    }
+}
+
+/// A mapping's target in the player's words: "Amp · Input", "Noise Gate · footswitch (toggle)".
+pub fn describe_target(target: &Target, session: &Session) -> String {
+    let slots = session.controller.slots();
+    let pedal = |slot: usize| slots.get(slot).map_or_else(|| format!("pedal {}", slot + 1), |s| s.info.name.clone());
+    let mode = |m: &SwitchMode| match m {
+        SwitchMode::Toggle => "toggle",
+        SwitchMode::Momentary => "momentary",
+        SwitchMode::Latch => "latch",
+    };
+    match target {
+        Target::Param { slot, param, .. } => {
+            let name = slots
+                .get(*slot)
+                .and_then(|s| s.info.params.iter().find(|p| p.id == param))
+                .map_or(param.as_str(), |p| p.name);
+            format!("{} · {name}", pedal(*slot))
+        }
+        Target::Bypass { slot, mode: m } => format!("{} · footswitch ({})", pedal(*slot), mode(m)),
+        Target::InputGain { .. } => "input gain".to_owned(),
+        Target::OutputLevel { .. } => "output level".to_owned(),
+        Target::Tuner { mode: m } => format!("tuner ({})", mode(m)),
+        Target::NextPreset => "next preset".to_owned(),
+        Target::PreviousPreset => "previous preset".to_owned(),
+    }
+}

@@ -1,0 +1,204 @@
+//! Interaction tests: iced's headless simulator drives the real view, the messages it produces go through the
+//! real update, and the offline engine shows what reached the audio.
+
+use std::path::{Path, PathBuf};
+
+use iced::mouse;
+use iced::{Event, Point};
+use iced_test::simulator::Simulator;
+use neuralboard_engine::preset::{Preset, PresetSlot};
+
+use super::app::{App, Message, Options, WINDOW_SIZE};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("nb-gui-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// An app on an offline, silent engine with its settings and presets in `dir`, showing `preset`.
+fn app_with(dir: &Path, preset: &Preset) -> App {
+    let path = dir.join("start.ron");
+    preset.save(&path).unwrap();
+    App::new(Options {
+        preset: Some(path),
+        offline: true,
+        silent: true,
+        settings_path: Some(dir.join("settings.ron")),
+        presets_dir: Some(dir.join("presets")),
+        ..Options::default()
+    })
+}
+
+fn slot(kind: &str, params: &[(&str, f32)]) -> PresetSlot {
+    let mut slot = PresetSlot::new(kind);
+    slot.params = params.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    slot
+}
+
+/// Runs `interact` against the app's current view and feeds every message it produced to the app.
+fn interact(app: &mut App, interact: impl FnOnce(&mut Simulator<'_, Message>)) {
+    let messages: Vec<Message> = {
+        let mut ui = Simulator::with_size(iced::Settings::default(), WINDOW_SIZE, app.view());
+        interact(&mut ui);
+        ui.into_messages().collect()
+    };
+    for message in messages {
+        let _ = app.update(message);
+    }
+}
+
+fn center_of(ui: &mut Simulator<'_, Message>, label: &str) -> Point {
+    ui.find(label).unwrap_or_else(|e| panic!("{label}: {e}")).visible_bounds().expect("visible").center()
+}
+
+fn drag(ui: &mut Simulator<'_, Message>, from: Point, to: Point) {
+    ui.point_at(from);
+    let _ = ui.simulate([Event::Mouse(mouse::Event::CursorMoved { position: from })]);
+    let _ = ui.simulate([Event::Mouse(mouse::Event::ButtonPressed(mouse::Button::Left))]);
+    ui.point_at(to);
+    let _ = ui.simulate([Event::Mouse(mouse::Event::CursorMoved { position: to })]);
+    let _ = ui.simulate([Event::Mouse(mouse::Event::ButtonReleased(mouse::Button::Left))]);
+}
+
+fn rms_db(x: &[f32]) -> f32 {
+    let ms = x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32;
+    10.0 * ms.max(1e-20).log10()
+}
+
+fn sine(frames: usize, amplitude: f32) -> Vec<f32> {
+    (0..frames).map(|i| amplitude * (2.0 * std::f32::consts::PI * 220.0 * i as f32 / 48_000.0).sin()).collect()
+}
+
+#[test]
+fn dragging_a_pedal_onto_another_reorders_the_chain_the_audio_runs_through() {
+    let dir = scratch("drag");
+    let mut preset = Preset::empty("Drag");
+    preset.chain = vec![slot("gate", &[]), slot("gain", &[]), slot("gain", &[("gain_db", -6.0)])];
+    let mut app = app_with(&dir, &preset);
+    let before: Vec<_> = app.session_mut().controller.slots().iter().map(|s| s.id).collect();
+
+    interact(&mut app, |ui| {
+        let gate = center_of(ui, "NOISE GATE");
+        let volumes = ui.find("VOLUME").unwrap().visible_bounds().unwrap();
+        // The first VOLUME is the second pedal; drop the gate onto it.
+        drag(ui, gate, Point::new(volumes.center_x(), volumes.center_y() + 60.0));
+    });
+    let after: Vec<_> = app.session_mut().controller.slots().iter().map(|s| s.id).collect();
+    assert_eq!(after, vec![before[1], before[0], before[2]], "the gate moved one place right");
+
+    // The engine took the same order.
+    app.session_mut().process(&[0.0; 64]);
+    assert_eq!(app.session_mut().engine_order().unwrap(), after);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn dragging_a_knob_changes_the_level_the_engine_plays() {
+    let dir = scratch("knob");
+    let mut preset = Preset::empty("Knob");
+    preset.chain = vec![slot("gain", &[("gain_db", 0.0)])];
+    let mut app = app_with(&dir, &preset);
+    let input = sine(48_000, 0.1);
+    let before = rms_db(&app.session_mut().process(&input).unwrap()[24_000..]);
+
+    interact(&mut app, |ui| {
+        let label = center_of(ui, "Gain");
+        // The knob sits above its label; drag it up 40 px.
+        let knob = Point::new(label.x, label.y - 32.0);
+        drag(ui, knob, Point::new(knob.x, knob.y - 40.0));
+    });
+    let state = &app.session_mut().controller.slots()[0];
+    let gain_db = state.values[0];
+    assert!(gain_db > 1.0, "dragging up raised the gain: {gain_db} dB");
+
+    let after = rms_db(&app.session_mut().process(&input).unwrap()[24_000..]);
+    assert!((after - before - gain_db).abs() < 0.2, "the output rose by the knob's {gain_db} dB: {before} → {after}");
+
+    // Double-click resets it to its default (0 dB).
+    interact(&mut app, |ui| {
+        let label = center_of(ui, "Gain");
+        let knob = Point::new(label.x, label.y - 32.0);
+        ui.point_at(knob);
+        let _ = ui.simulate(iced_test::simulator::click());
+        let _ = ui.simulate(iced_test::simulator::click());
+    });
+    assert_eq!(app.session_mut().controller.slots()[0].values[0], 0.0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn save_as_then_loading_the_preset_restores_the_board() {
+    let dir = scratch("presets");
+    let mut preset = Preset::empty("Start");
+    preset.chain = vec![slot("gate", &[]), slot("gain", &[("gain_db", 3.0)])];
+    let mut app = app_with(&dir, &preset);
+
+    interact(&mut app, |ui| {
+        ui.click("Save As").unwrap();
+    });
+    interact(&mut app, |ui| {
+        ui.click(iced::widget::Id::new(super::topbar::NAME_INPUT)).unwrap();
+        // The field starts with the current name; replace it.
+        for _ in 0..10 {
+            let _ = ui.tap_key(iced::keyboard::key::Named::Backspace);
+        }
+        let _ = ui.typewrite("Lead Tone");
+        let _ = ui.tap_key(iced::keyboard::key::Named::Enter);
+    });
+    let saved = dir.join("presets/lead-tone.ron");
+    let loaded = Preset::load(&saved).expect("Save As wrote the preset").preset;
+    assert_eq!(loaded.name, "Lead Tone");
+    assert_eq!(loaded.chain.len(), 2);
+    assert!(!app.session_mut().controller.is_modified());
+
+    // Change the board, then come back to the saved preset through the library.
+    let id = app.session_mut().controller.slots()[1].id;
+    let _ = app.update(Message::Knob(id, neuralboard_engine::ParamId(0), super::knob::KnobEvent::Set(1.0)));
+    assert!(app.session_mut().controller.is_modified());
+    let index = app.library_index(&saved).expect("the library lists the new preset");
+    let _ = app.update(Message::PresetPicked(index));
+    let state = &app.session_mut().controller.slots()[1];
+    assert_eq!(state.values[0], 3.0, "the saved value is back");
+    assert!(!app.session_mut().controller.is_modified());
+
+    // Save overwrites the player's own preset in place.
+    let id = app.session_mut().controller.slots()[1].id;
+    let _ = app.update(Message::Knob(id, neuralboard_engine::ParamId(0), super::knob::KnobEvent::Reset));
+    interact(&mut app, |ui| {
+        ui.click("Save").unwrap();
+    });
+    assert_eq!(Preset::load(&saved).unwrap().preset.chain[1].params["gain_db"], 0.0);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn footswitch_and_b_key_bypass_and_adding_from_the_palette_appends_a_pedal() {
+    let dir = scratch("bypass");
+    let mut preset = Preset::empty("Bypass");
+    preset.chain = vec![slot("gain", &[("gain_db", 6.0)])];
+    let mut app = app_with(&dir, &preset);
+    let input = sine(24_000, 0.1);
+    let engaged = rms_db(&app.session_mut().process(&input).unwrap()[12_000..]);
+
+    let id = app.session_mut().controller.slots()[0].id;
+    let _ = app.update(Message::DragStart(id));
+    let _ = app.update(Message::DragEnd);
+    let _ = app.update(Message::Key(iced::keyboard::Key::Character("b".into()), iced::keyboard::Modifiers::empty()));
+    assert!(app.session_mut().controller.slots()[0].bypassed);
+    let bypassed = rms_db(&app.session_mut().process(&input).unwrap()[12_000..]);
+    assert!((engaged - bypassed - 6.0).abs() < 0.2, "bypass removed the 6 dB: {engaged} → {bypassed}");
+
+    interact(&mut app, |ui| {
+        ui.click("+").unwrap();
+    });
+    interact(&mut app, |ui| {
+        ui.click("Noise Gate").unwrap();
+    });
+    let kinds: Vec<String> = app.session_mut().controller.slots().iter().map(|s| s.kind().to_owned()).collect();
+    assert_eq!(kinds, ["gain", "gate"]);
+    app.session_mut().process(&[0.0; 64]);
+    assert_eq!(app.session_mut().engine_order().unwrap().len(), 2);
+    let _ = std::fs::remove_dir_all(dir);
+}
