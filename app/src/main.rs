@@ -33,8 +33,7 @@ enum Command {
         /// Do not open audio devices: the board runs the demo loop silently (meters and tuner still move).
         #[arg(long)]
         offline: bool,
-        /// Write main.png and settings.png of the window into DIR after a few seconds, then quit (implies
-        /// --offline).
+        /// Write main.png and settings.png of the window into DIR after a few seconds, then quit.
         #[arg(long, value_name = "DIR")]
         screenshot: Option<PathBuf>,
     },

@@ -194,7 +194,7 @@ impl App {
         let base_dir = base_dir_of(preset_path.as_deref());
         let session = if options.silent {
             Session::offline(&preset, base_dir)
-        } else if options.offline || options.screenshot.is_some() {
+        } else if options.offline {
             Session::offline_demo(&preset, base_dir)
         } else {
             Session::open(&settings.audio, &preset, base_dir)

@@ -202,3 +202,40 @@ fn footswitch_and_b_key_bypass_and_adding_from_the_palette_appends_a_pedal() {
     assert_eq!(app.session_mut().engine_order().unwrap().len(), 2);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_broken_model_file_is_reported_on_the_pedal_and_the_old_model_keeps_playing() {
+    let dir = scratch("badmodel");
+    let mut preset = Preset::empty("Amp");
+    let mut amp = slot("amp", &[]);
+    amp.model = Some("factory:assets/models/amp/clean-lstm.nam".to_owned());
+    preset.chain = vec![amp];
+    let mut app = app_with(&dir, &preset);
+    let input = sine(24_000, 0.1);
+    let before = app.session_mut().process(&input).unwrap();
+
+    let broken = dir.join("broken.nam");
+    std::fs::write(&broken, r#"{"version": "0.5.4", "architecture": "LSTM", "config": {"#).unwrap();
+    let id = app.session_mut().controller.slots()[0].id;
+    let _ = app.update(Message::UseModel(id, broken.clone()));
+
+    let state = &app.session_mut().controller.slots()[0];
+    assert_eq!(state.model.as_deref(), Some("factory:assets/models/amp/clean-lstm.nam"), "the old model stays");
+    // The pedal shows what is wrong, naming the file.
+    let mut ui = Simulator::with_size(iced::Settings::default(), WINDOW_SIZE, app.view());
+    let shown = app.pedal_errors.iter().find(|(s, _)| *s == id).map(|(_, e)| format!("⚠ {e}")).expect("error kept");
+    assert!(shown.contains("broken.nam"), "{shown}");
+    assert!(ui.find(shown.as_str()).is_ok(), "the error is on the pedal");
+    drop(ui);
+    // And the sound is the old model's, uninterrupted.
+    let after = app.session_mut().process(&input).unwrap();
+    assert!((rms_db(&after[12_000..]) - rms_db(&before[12_000..])).abs() < 0.5);
+
+    // A good file replaces it.
+    let crunch = neuralboard_engine::paths::factory_root().join("assets/models/amp/crunch-wavenet.nam");
+    let _ = app.update(Message::UseModel(id, crunch));
+    let state = &app.session_mut().controller.slots()[0];
+    assert_eq!(state.model.as_deref(), Some("factory:assets/models/amp/crunch-wavenet.nam"));
+    assert!(app.pedal_errors.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}
