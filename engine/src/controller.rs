@@ -12,6 +12,7 @@ use crate::chain::{Chain, MAX_SLOTS, Slot, SlotId};
 use crate::control::{ChainSwap, Command, CommandSender, Event, Garbage, QueueFull, Telemetry, TelemetrySnapshot};
 use crate::effects::{self, missing::Missing};
 use crate::engine::{EngineConfig, clamp_global_db};
+use crate::midi::MidiMap;
 use crate::param::ParamId;
 use crate::pedal::{Pedal, PedalInfo};
 use crate::preset::{Preset, PresetSlot, resolve_model_path};
@@ -82,6 +83,9 @@ pub struct Controller {
     input_gain_db: f32,
     output_level_db: f32,
     slots: Vec<SlotState>,
+    /// The preset's own MIDI mappings, kept so that saving the board writes them back. The MIDI service plays them
+    /// merged with the global ones (see [`MidiMap::merged`]).
+    midi_map: MidiMap,
     next_id: u32,
     modified: bool,
 }
@@ -108,6 +112,7 @@ impl Controller {
             input_gain_db: 0.0,
             output_level_db: 0.0,
             slots: Vec::new(),
+            midi_map: MidiMap::default(),
             next_id: 1,
             modified: false,
         }
@@ -145,6 +150,18 @@ impl Controller {
 
     pub fn output_level_db(&self) -> f32 {
         self.output_level_db
+    }
+
+    /// The MIDI mappings of the preset on the board (not the global ones).
+    pub fn midi_map(&self) -> &MidiMap {
+        &self.midi_map
+    }
+
+    /// Replaces the preset's MIDI mappings (edited, or learned for this preset). The engine does not hold mappings:
+    /// hand the merged map to the MIDI service too.
+    pub fn set_midi_map(&mut self, map: MidiMap) {
+        self.midi_map = map;
+        self.modified = true;
     }
 
     /// Whether the board differs from the last preset loaded or marked saved.
@@ -261,6 +278,7 @@ impl Controller {
         self.name = preset.name.clone();
         self.input_gain_db = clamp_global_db(preset.input_gain_db);
         self.output_level_db = clamp_global_db(preset.output_level_db);
+        self.midi_map = preset.midi.clone();
         self.modified = false;
     }
 
@@ -283,6 +301,7 @@ impl Controller {
             input_gain_db: self.input_gain_db,
             output_level_db: self.output_level_db,
             chain,
+            midi: self.midi_map.clone(),
         }
     }
 

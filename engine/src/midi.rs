@@ -490,6 +490,25 @@ enum Incoming {
 }
 
 impl Source {
+    /// Whether one message can drive both sources: their channels overlap (omni overlaps every channel) and they
+    /// name the same controller or note. A 14-bit pair overlaps the 7-bit controllers of both its halves.
+    pub fn overlaps(&self, other: &Source) -> bool {
+        let channels = match (self.channel, other.channel) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        };
+        let pair = |base: u8, controller: u8| controller == base || u16::from(controller) == u16::from(base) + 32;
+        channels
+            && match (self.kind, other.kind) {
+                (SourceKind::Cc(a), SourceKind::Cc(b))
+                | (SourceKind::Cc14(a), SourceKind::Cc14(b))
+                | (SourceKind::Note(a), SourceKind::Note(b)) => a == b,
+                (SourceKind::Cc14(base), SourceKind::Cc(controller))
+                | (SourceKind::Cc(controller), SourceKind::Cc14(base)) => pair(base, controller),
+                _ => false,
+            }
+    }
+
     fn drive(&self, channel: u8, incoming: &Incoming) -> Option<Drive> {
         if self.channel.is_some_and(|c| c != channel) {
             return None;
@@ -750,6 +769,30 @@ pub enum MidiMapError {
 }
 
 impl MidiMap {
+    /// No mappings and no program change channel: nothing worth writing into a preset.
+    pub fn is_empty(&self) -> bool {
+        self.mappings.is_empty() && self.program_change_channel.is_none()
+    }
+
+    /// The map in force while a preset plays: the global mappings (from the settings) that no mapping of the
+    /// preset overlaps (see [`Source::overlaps`]), then the preset's. So a preset can give a footswitch another job
+    /// for one song without the global job firing too, and the global mappings it does not mention keep working.
+    /// A preset that sets a program change channel overrides the global one.
+    pub fn merged(global: &MidiMap, preset: &MidiMap) -> MidiMap {
+        let shadowed = |m: &Mapping| preset.mappings.iter().any(|p| p.source.overlaps(&m.source));
+        let mappings =
+            global.mappings.iter().filter(|m| !shadowed(m)).chain(&preset.mappings).cloned().collect::<Vec<_>>();
+        MidiMap { mappings, program_change_channel: preset.program_change_channel.or(global.program_change_channel) }
+    }
+
+    /// Records a mapping made by MIDI learn (a [`MidiAction::Learned`]) the way the router made it: every mapping
+    /// whose source overlaps the new one, and every other mapping for the same control, is replaced. For keeping a
+    /// learned mapping in the settings or a preset.
+    pub fn insert_learned(&mut self, mapping: Mapping) {
+        self.mappings.retain(|m| !m.source.overlaps(&mapping.source) && !m.target.same_control(&mapping.target));
+        self.mappings.push(mapping);
+    }
+
     /// Checks a map read from a file. Pedal positions and parameter ids are left to the app, which knows the chain.
     pub fn validate(&self) -> Result<(), MidiMapError> {
         if let Some(channel) = self.program_change_channel.filter(|&c| c > 15) {
@@ -1181,6 +1224,69 @@ mod tests {
         assert_eq!(short.mappings[0].target, param(1, "gain_db"));
         assert_eq!(short.mappings[0].source.channel, None);
         assert_eq!(short.mappings[1].target, bypass(0, SwitchMode::Toggle));
+    }
+
+    #[test]
+    fn sources_overlap_when_one_message_drives_both() {
+        let note = |channel, n| Source { channel, kind: SourceKind::Note(n) };
+        let pair = |channel, n| Source { channel, kind: SourceKind::Cc14(n) };
+        assert!(cc(None, 7).overlaps(&cc(Some(3), 7)), "omni hears channel 4");
+        assert!(cc(Some(3), 7).overlaps(&cc(Some(3), 7)));
+        assert!(!cc(Some(3), 7).overlaps(&cc(Some(4), 7)));
+        assert!(!cc(None, 7).overlaps(&cc(None, 8)));
+        assert!(!cc(None, 36).overlaps(&note(None, 36)), "CC 36 and note 36 are different controls");
+        assert!(pair(None, 1).overlaps(&cc(None, 1)) && pair(None, 1).overlaps(&cc(None, 33)));
+        assert!(cc(Some(0), 33).overlaps(&pair(None, 1)));
+        assert!(!pair(None, 1).overlaps(&cc(None, 2)) && !pair(None, 1).overlaps(&pair(None, 2)));
+    }
+
+    #[test]
+    fn a_preset_map_overrides_the_global_map_for_the_controls_it_maps() {
+        let global = MidiMap {
+            mappings: vec![
+                Mapping { source: cc(None, 80), target: bypass(0, SwitchMode::Toggle) },
+                Mapping { source: cc(None, 81), target: Target::NextPreset },
+                Mapping {
+                    source: cc(Some(0), 7),
+                    target: Target::OutputLevel { min: 0.0, max: 1.0, curve: Curve::Log },
+                },
+            ],
+            program_change_channel: Some(0),
+        };
+        let preset = MidiMap {
+            mappings: vec![
+                Mapping { source: cc(Some(0), 80), target: bypass(3, SwitchMode::Momentary) },
+                Mapping { source: Source { channel: None, kind: SourceKind::Cc14(7) }, target: param(1, "gain_db") },
+            ],
+            program_change_channel: None,
+        };
+        let merged = MidiMap::merged(&global, &preset);
+        assert_eq!(
+            merged.mappings.iter().map(|m| m.source.to_string()).collect::<Vec<_>>(),
+            ["omni CC 81", "ch 1 CC 80", "omni CC 7/39 (14-bit)"]
+        );
+        assert_eq!(merged.program_change_channel, Some(0), "the preset does not set one");
+        let mut rig = Rig::new([]);
+        rig.router.set_map(merged);
+        assert_eq!(rig.send(&[0xB0, 80, 127, 81, 127]), ["bypass 3 false", "next"], "the preset's job, not both");
+        assert_eq!(MidiMap::merged(&global, &MidiMap::default()), global, "a preset without mappings changes nothing");
+        let own_channel = MidiMap { program_change_channel: Some(5), ..MidiMap::default() };
+        assert_eq!(MidiMap::merged(&global, &own_channel).program_change_channel, Some(5));
+    }
+
+    #[test]
+    fn a_learned_mapping_replaces_what_its_control_and_its_target_had() {
+        let mut map = MidiMap {
+            mappings: vec![
+                Mapping { source: cc(None, 20), target: bypass(0, SwitchMode::Toggle) },
+                Mapping { source: cc(None, 21), target: param(1, "level") },
+                Mapping { source: cc(None, 22), target: Target::NextPreset },
+            ],
+            program_change_channel: None,
+        };
+        map.insert_learned(Mapping { source: cc(Some(2), 20), target: param(1, "level") });
+        assert_eq!(map.mappings.iter().map(|m| m.source.to_string()).collect::<Vec<_>>(), ["omni CC 22", "ch 3 CC 20"]);
+        assert_eq!(map.mappings[1].target, param(1, "level"));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Presets: the chain (pedal kind, model file, parameter values, bypass, mix) and the global levels, as RON.
+//! Presets: the chain (pedal kind, model file, parameter values, bypass, mix), the global levels and the preset's own
+//! MIDI mappings, as RON.
 //!
 //! Files are human-editable and may be hand-broken or hostile, so loading checks everything and says where the
 //! problem is: syntax and type errors with line and column, semantic errors with the path inside the preset
@@ -15,6 +16,7 @@
 //!         (kind: "gate", params: {"threshold_db": -62.0, "release_ms": 120.0}),
 //!         (kind: "gain", bypass: true, params: {"gain_db": 6.0}),
 //!     ],
+//!     midi: (mappings: [(source: (channel: Some(0), kind: Cc(80)), target: Bypass(slot: 1))]),
 //! )
 //! ```
 
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use crate::chain::MAX_SLOTS;
 use crate::effects;
 use crate::engine::GLOBAL_GAIN_RANGE_DB;
+use crate::midi::{MidiMap, Target};
 use crate::ronfile;
 
 /// The preset format version this build reads and writes.
@@ -48,6 +51,10 @@ pub struct Preset {
     pub output_level_db: f32,
     #[serde(default)]
     pub chain: Vec<PresetSlot>,
+    /// MIDI mappings for this preset alone, on top of the global ones in the settings (see
+    /// [`MidiMap::merged`]). Left out of the file when there are none, so presets without MIDI read as before.
+    #[serde(default, skip_serializing_if = "MidiMap::is_empty")]
+    pub midi: MidiMap,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -146,7 +153,14 @@ impl LoadedPreset {
 impl Preset {
     /// An empty chain at unity levels.
     pub fn empty(name: &str) -> Self {
-        Self { version: PRESET_VERSION, name: name.to_owned(), input_gain_db: 0.0, output_level_db: 0.0, chain: vec![] }
+        Self {
+            version: PRESET_VERSION,
+            name: name.to_owned(),
+            input_gain_db: 0.0,
+            output_level_db: 0.0,
+            chain: vec![],
+            midi: MidiMap::default(),
+        }
     }
 
     /// Reads and checks a preset file.
@@ -232,7 +246,32 @@ impl Preset {
                 });
             }
         }
+        self.midi.validate().map_err(|e| invalid(format!("midi.{e}")))?;
+        self.check_midi_targets(warnings);
         Ok(())
+    }
+
+    /// Mappings to pedals the chain does not have do nothing when played; say so when the preset loads, while the
+    /// player can still see why a footswitch is dead. They are kept, as a pedal may be added at that place later.
+    fn check_midi_targets(&self, warnings: &mut Vec<PresetWarning>) {
+        for (i, mapping) in self.midi.mappings.iter().enumerate() {
+            let (slot, param) = match &mapping.target {
+                Target::Param { slot, param, .. } => (*slot, Some(param)),
+                Target::Bypass { slot, .. } => (*slot, None),
+                _ => continue,
+            };
+            let location = format!("midi.mappings[{i}].target");
+            let Some(entry) = self.chain.get(slot) else {
+                let message = format!("no pedal at chain[{slot}] (the chain has {}): does nothing", self.chain.len());
+                warnings.push(PresetWarning { location, message });
+                continue;
+            };
+            let Some(kind) = effects::find(&entry.kind) else { continue };
+            if let Some(param) = param.filter(|p| !(kind.params)().iter().any(|s| s.id == p.as_str())) {
+                let message = format!("'{}' at chain[{slot}] has no parameter '{param}': does nothing", kind.kind);
+                warnings.push(PresetWarning { location, message });
+            }
+        }
     }
 
     /// The preset as RON text, laid out for people to read and edit.
@@ -339,6 +378,50 @@ mod tests {
         assert!(locations.contains(&"chain[0]"), "{warnings:?}");
         assert!(locations.contains(&"chain[1].params.sparkle"), "{warnings:?}");
         assert!(locations.iter().any(|l| l.contains("colour")), "{warnings:?}");
+    }
+
+    #[test]
+    fn midi_mappings_survive_a_save_and_load_and_presets_without_them_stay_as_they_were() {
+        use crate::midi::{Curve, Mapping, Source, SourceKind, SwitchMode};
+        let (mut preset, _) = parse(GOOD).unwrap();
+        assert_eq!(preset.midi, MidiMap::default(), "a preset from before MIDI mappings loads");
+        assert!(!preset.to_ron().contains("midi"), "and is saved without an empty map");
+        preset.midi = MidiMap {
+            mappings: vec![
+                Mapping {
+                    source: Source { channel: Some(0), kind: SourceKind::Cc(11) },
+                    target: Target::Param { slot: 1, param: "gain_db".into(), min: 0.2, max: 0.9, curve: Curve::Log },
+                },
+                Mapping {
+                    source: Source { channel: None, kind: SourceKind::Note(36) },
+                    target: Target::Bypass { slot: 0, mode: SwitchMode::Momentary },
+                },
+            ],
+            program_change_channel: Some(3),
+        };
+        let text = preset.to_ron();
+        let (loaded, warnings) = parse(&text).unwrap();
+        assert_eq!(loaded, preset, "{text}");
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
+
+    #[test]
+    fn midi_mappings_are_checked_and_dead_targets_are_reported() {
+        let with_midi = |mappings: &str| GOOD.replace("chain: [", &format!("midi: (mappings: [{mappings}]), chain: ["));
+        let bad = with_midi("(source: (channel: Some(16), kind: Cc(1)), target: NextPreset)");
+        let message = parse(&bad).unwrap_err().to_string();
+        assert!(message.contains("midi.mappings[0].source.channel = 16"), "{message}");
+        let dead = with_midi(
+            r#"(source: (kind: Cc(1)), target: Bypass(slot: 5)),
+               (source: (kind: Cc(2)), target: Param(slot: 1, param: "sparkle")),
+               (source: (kind: Cc(3)), target: Param(slot: 1, param: "gain_db"))"#,
+        );
+        let (preset, warnings) = parse(&dead).unwrap();
+        assert_eq!(preset.midi.mappings.len(), 3, "kept for a pedal added later");
+        let texts: Vec<String> = warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), 2, "{texts:?}");
+        assert!(texts[0].starts_with("midi.mappings[0].target: no pedal at chain[5]"), "{texts:?}");
+        assert!(texts[1].starts_with("midi.mappings[1].target: 'gain' at chain[1] has no parameter 'sparkle'"));
     }
 
     #[test]

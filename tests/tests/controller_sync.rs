@@ -161,3 +161,32 @@ fn loading_a_new_amp_model_while_playing_changes_the_sound_and_a_bad_file_change
     let natural = neuralboard_tests::max_step(&out.left[frames(0.8)..frames(1.0)]);
     assert!(worst <= natural * 1.01, "the switch fades through silence: step {worst} vs {natural}");
 }
+
+/// The board is what gets saved: a preset's MIDI mappings must come back out of `to_preset` as they went in, and
+/// mappings edited on the board must be saved with it.
+#[test]
+fn a_presets_midi_mappings_survive_loading_and_saving_the_board() {
+    use neuralboard_engine::midi::{Mapping, MidiMap, Source, SourceKind, SwitchMode, Target};
+    let (start, mut next) = boards();
+    next.midi = MidiMap {
+        mappings: vec![Mapping {
+            source: Source { channel: Some(0), kind: SourceKind::Cc(80) },
+            target: Target::Bypass { slot: 0, mode: SwitchMode::Toggle },
+        }],
+        program_change_channel: None,
+    };
+    let (mut engine, mut controller) = engine_with(&start);
+    assert!(controller.midi_map().is_empty());
+    controller.load_preset(&next, None).unwrap();
+    play(&mut engine, &mut controller, 0.05);
+    assert_eq!(controller.midi_map(), &next.midi);
+    let saved = controller.to_preset();
+    assert_eq!(saved.midi, next.midi);
+    assert_eq!(Preset::parse(&saved.to_ron(), "saved.ron".as_ref()).unwrap().0.midi, next.midi);
+
+    let mut edited = next.midi.clone();
+    edited.program_change_channel = Some(2);
+    controller.set_midi_map(edited.clone());
+    assert!(controller.is_modified(), "an edited mapping is an unsaved change");
+    assert_eq!(controller.to_preset().midi, edited);
+}
