@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 mod live;
+mod midi_io;
 mod play;
 mod ui;
 
@@ -190,6 +191,25 @@ enum Command {
     },
     /// Show where presets, models, impulse responses, takes and settings live.
     Paths,
+    /// MIDI input: which ports the board listens to, and what they send.
+    Midi {
+        #[command(subcommand)]
+        command: MidiCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MidiCommand {
+    /// List the MIDI input ports (every one of them drives the board while it plays), or say why MIDI cannot be
+    /// used.
+    Ports,
+    /// Print every message from every MIDI input port as it arrives (ports plugged in meanwhile included), with
+    /// what the mappings (the settings' and the last preset's) would do with it. Nothing is played.
+    Monitor {
+        /// Stop after this many seconds [default: run until interrupted].
+        #[arg(long)]
+        seconds: Option<f32>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -242,6 +262,8 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Paths) => paths_command(),
+        Some(Command::Midi { command: MidiCommand::Ports }) => midi_ports_command(),
+        Some(Command::Midi { command: MidiCommand::Monitor { seconds } }) => midi_monitor_command(seconds),
         Some(Command::Gui { preset, offline, screenshot }) => {
             ui::run(ui::Options { preset, offline, screenshot, ..ui::Options::default() })
         }
@@ -508,6 +530,62 @@ fn paths_command() -> anyhow::Result<()> {
     println!("takes:    {}", dirs.takes.display());
     println!("settings: {}", dirs.config.display());
     println!("factory:  {}", neuralboard_engine::paths::factory_presets().display());
+    Ok(())
+}
+
+fn midi_ports_command() -> anyhow::Result<()> {
+    let ports = midi_io::list_ports().map_err(|reason| anyhow::anyhow!("MIDI unavailable: {reason}"))?;
+    if ports.is_empty() {
+        println!("no MIDI input ports (plug in a MIDI device; the board connects to it while it plays)");
+    }
+    for port in ports {
+        println!("{port}");
+    }
+    Ok(())
+}
+
+fn midi_monitor_command(seconds: Option<f32>) -> anyhow::Result<()> {
+    use neuralboard_engine::midi::MidiMap;
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+    if let Some(s) = seconds {
+        anyhow::ensure!(s.is_finite() && s >= 0.0, "--seconds must be a positive number");
+    }
+    let (global, preset) = play::saved_midi_maps();
+    let map = MidiMap::merged(&global, preset.as_ref().map_or(&MidiMap::default(), |p| &p.preset.midi));
+    println!(
+        "listening to every MIDI input port; {} mapping(s) from the settings{}{}",
+        global.mappings.len(),
+        match &preset {
+            Some(p) => format!(" and {} from preset '{}'", p.preset.midi.mappings.len(), p.preset.name),
+            None => String::new(),
+        },
+        if seconds.is_none() { "; Ctrl-C stops" } else { "" },
+    );
+    let (notices_tx, notices) = std::sync::mpsc::channel();
+    let setup = midi_io::MidiSetup { map, ..midi_io::MidiSetup::default() };
+    let service = midi_io::MidiService::start(
+        setup,
+        Box::new(move |notice| {
+            let _ = notices_tx.send(notice);
+        }),
+    );
+    let deadline = seconds.map(|s| Instant::now() + Duration::from_secs_f32(s));
+    loop {
+        let wait = deadline.map_or(Duration::from_secs(3600), |d| d.saturating_duration_since(Instant::now()));
+        match notices.recv_timeout(wait) {
+            Ok(notice @ midi_io::MidiNotice::Unavailable { .. }) => eprintln!("neuralboard: {notice}"),
+            Ok(notice) => println!("{notice}"),
+            Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => break,
+            Err(_) => continue,
+        }
+    }
+    let stats = service.stats();
+    println!(
+        "{} message(s), {} malformed byte(s) ignored",
+        stats.messages.load(Ordering::Relaxed),
+        stats.malformed.load(Ordering::Relaxed)
+    );
     Ok(())
 }
 

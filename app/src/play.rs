@@ -1,15 +1,18 @@
 //! `neuralboard play`: the live board without a window.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use neuralboard_engine::preset::{LoadedPreset, Preset};
+use neuralboard_engine::midi::MidiMap;
+use neuralboard_engine::preset::{self, LoadedPreset, Preset};
 use neuralboard_engine::settings::{AudioSettings, Settings};
 use neuralboard_engine::takes::TakeRecorder;
 use neuralboard_engine::{Controller, Engine, EngineConfig, SlotStatus, paths};
 
 use crate::live::{self, LiveAudio, LiveOptions, LiveStats, Source};
+use crate::midi_io::{BoardView, MidiNotice, MidiService, MidiSetup};
 
 pub struct PlayArgs {
     /// What the command line asked for; settings fill in what it leaves out.
@@ -60,6 +63,39 @@ fn load_preset(path: Option<&PathBuf>) -> anyhow::Result<LoadedPreset> {
     Ok(loaded)
 }
 
+/// The settings file (when there is a home folder) and the settings in it, or the defaults; what is wrong with the
+/// file is printed as warnings.
+fn load_settings() -> (Option<PathBuf>, Settings) {
+    let path = paths::UserDirs::locate().map(|dirs| Settings::path_in(&dirs.config));
+    let settings = match &path {
+        Some(path) => {
+            let (saved, notes) = Settings::load_or_default(path);
+            for note in notes {
+                eprintln!("neuralboard: warning: {note}");
+            }
+            saved
+        }
+        None => Settings::default(),
+    };
+    (path, settings)
+}
+
+/// The global MIDI mappings from the settings, and the preset `play` would start with (whose own mappings add to
+/// them), if it loads: what `neuralboard midi monitor` shows the effect of.
+pub fn saved_midi_maps() -> (MidiMap, Option<LoadedPreset>) {
+    let (_, settings) = load_settings();
+    let preset = load_preset(settings.last_preset.filter(|p| p.is_file()).as_ref()).ok();
+    (settings.midi, preset)
+}
+
+fn warn_about_missing_pedals(controller: &Controller) {
+    for slot in controller.slots() {
+        if slot.status != SlotStatus::Ready {
+            eprintln!("neuralboard: warning: {}: {:?} (passing the signal through)", slot.kind(), slot.status);
+        }
+    }
+}
+
 /// Opens the devices, builds the engine for their rate and loads the preset into it.
 fn open(
     args: &PlayArgs,
@@ -71,11 +107,7 @@ fn open(
     let config = EngineConfig { sample_rate: plan.info.sample_rate as f32, max_block: live::MAX_CHUNK };
     let (engine, mut controller): (Engine, Controller) = Engine::new(config);
     controller.load_preset(&preset.preset, preset.base_dir())?;
-    for slot in controller.slots() {
-        if slot.status != SlotStatus::Ready {
-            eprintln!("neuralboard: warning: {}: {:?} (passing the signal through)", slot.kind(), slot.status);
-        }
-    }
+    warn_about_missing_pedals(&controller);
     let source = if args.options.input_channel.is_some() {
         Source::Device
     } else if demo.is_empty() {
@@ -141,19 +173,10 @@ fn remember(
 }
 
 pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
-    let settings_path = paths::UserDirs::locate().map(|dirs| Settings::path_in(&dirs.config));
-    let saved = match &settings_path {
-        Some(path) => {
-            let (saved, notes) = Settings::load_or_default(path);
-            for note in notes {
-                eprintln!("neuralboard: warning: {note}");
-            }
-            saved
-        }
-        None => Settings::default(),
-    };
+    let (settings_path, saved) = load_settings();
     merge(&mut args, &saved);
-    let preset = load_preset(args.preset.as_ref())?;
+    let global_midi = saved.midi.clone();
+    let mut preset = load_preset(args.preset.as_ref())?;
     let demo = if args.options.input_channel.is_none() {
         live::demo_loop(args.options.sample_rate.unwrap_or(48_000) as f32)
     } else {
@@ -172,6 +195,17 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
     if let Some(path) = &settings_path {
         remember(path, saved, &args, &info, &preset);
     }
+    let (notices_tx, notices) = mpsc::channel();
+    let midi = MidiService::start(
+        MidiSetup {
+            map: MidiMap::merged(&global_midi, &preset.preset.midi),
+            board: BoardView::of(&controller),
+            engine: controller.take_midi_sender(),
+        },
+        Box::new(move |notice| {
+            let _ = notices_tx.send(notice);
+        }),
+    );
     println!(
         "playing '{}' on {} → {} ({} ch), {} Hz, buffer {}, input: {}; estimated round trip {:.1} ms",
         preset.preset.name,
@@ -195,6 +229,35 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
     loop {
         std::thread::sleep(Duration::from_millis(100));
         let _ = controller.poll();
+        while let Ok(notice) = notices.try_recv() {
+            let step = match notice {
+                // Every message would flood the terminal: `neuralboard midi monitor` shows them.
+                MidiNotice::Message { .. } => continue,
+                MidiNotice::NextPreset => PresetStep::Next,
+                MidiNotice::PreviousPreset => PresetStep::Previous,
+                MidiNotice::SelectPreset { bank, program } => {
+                    PresetStep::Number(usize::from(bank) * 128 + usize::from(program))
+                }
+                notice @ (MidiNotice::Unavailable { .. } | MidiNotice::PortFailed { .. }) => {
+                    eprintln!("neuralboard: {notice}");
+                    continue;
+                }
+                notice => {
+                    println!("{notice}");
+                    continue;
+                }
+            };
+            match switch_preset(&preset.path, step, &mut controller) {
+                Ok(Some(next)) => {
+                    println!("playing '{}' ({})", next.preset.name, next.path.display());
+                    midi.set_map(MidiMap::merged(&global_midi, &next.preset.midi));
+                    midi.set_board(BoardView::of(&controller));
+                    preset = next;
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("neuralboard: preset not changed: {e}"),
+            }
+        }
         let t = controller.telemetry();
         if t.frames > 0 {
             cpu_sum += f64::from(t.cpu_load);
@@ -214,6 +277,7 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
                 match open(&args, &preset, &demo, &mut recorder) {
                     Ok(reopened) => {
                         (audio, controller) = reopened;
+                        midi.set_engine(controller.take_midi_sender(), BoardView::of(&controller));
                         report.device_reopened += 1;
                         eprintln!("neuralboard: audio device back");
                         break;
@@ -229,6 +293,7 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     totals.add(&audio.stats);
+    drop(midi);
     drop(audio);
     finish_take(&mut recorder);
 
@@ -276,6 +341,66 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Which preset a MIDI footswitch or program change asks for, among the presets in the playing one's folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PresetStep {
+    Next,
+    Previous,
+    /// Program change: the n-th preset of the folder in name order, counting from 0 (bank * 128 + program).
+    Number(usize),
+}
+
+/// The presets in a folder, in file name order: what MIDI steps through.
+fn presets_in(folder: &Path) -> Vec<PathBuf> {
+    let mut presets: Vec<PathBuf> =
+        std::fs::read_dir(folder).map(|entries| entries.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    presets.retain(|p| p.is_file() && p.extension().is_some_and(|e| e == preset::EXTENSION));
+    presets.sort();
+    presets
+}
+
+/// The preset `step` leads to from `current` (one of `presets`, all in one folder): wrapping around the folder for
+/// next and previous; `None` for a program number beyond the folder's presets, or a step that leads back to
+/// `current` (a folder of one).
+fn step_preset(current: &Path, presets: &[PathBuf], step: PresetStep) -> Option<PathBuf> {
+    let n = presets.len();
+    if n == 0 {
+        return None;
+    }
+    let here = presets.iter().position(|p| p.file_name() == current.file_name());
+    let index = match (step, here) {
+        (PresetStep::Next, Some(i)) => (i + 1) % n,
+        (PresetStep::Previous, Some(i)) => (i + n - 1) % n,
+        (PresetStep::Next, None) => 0,
+        (PresetStep::Previous, None) => n - 1,
+        (PresetStep::Number(k), _) => k,
+    };
+    presets.get(index).filter(|_| Some(index) != here).cloned()
+}
+
+/// Loads the preset that `step` leads to onto the board; `Ok(None)` when there is none to go to.
+fn switch_preset(
+    current: &Path,
+    step: PresetStep,
+    controller: &mut Controller,
+) -> anyhow::Result<Option<LoadedPreset>> {
+    let folder = current.parent().filter(|f| !f.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let presets = presets_in(folder);
+    let Some(path) = step_preset(current, &presets, step) else {
+        if let PresetStep::Number(k) = step {
+            eprintln!("neuralboard: no preset number {k} (the folder has {})", presets.len());
+        }
+        return Ok(None);
+    };
+    let next = Preset::load(&path)?;
+    for warning in &next.warnings {
+        eprintln!("neuralboard: warning: {warning}");
+    }
+    controller.load_preset(&next.preset, next.base_dir())?;
+    warn_about_missing_pedals(controller);
+    Ok(Some(next))
+}
+
 /// Stops a running take and says what it kept.
 fn finish_take(recorder: &mut Option<TakeRecorder>) {
     if let Some(mut recorder) = recorder.take().filter(|r| r.is_recording() || r.files().is_some()) {
@@ -319,5 +444,40 @@ impl Totals {
         self.errors += stats.errors.load(Ordering::Relaxed);
         self.engine_overruns += stats.engine_overruns.load(Ordering::Relaxed);
         self.max_callback_cpu_ns = self.max_callback_cpu_ns.max(stats.max_callback_cpu_ns.load(Ordering::Relaxed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn folder() -> Vec<PathBuf> {
+        ["p/a.ron", "p/b.ron", "p/c.ron"].map(PathBuf::from).to_vec()
+    }
+
+    fn step(current: &str, step: PresetStep) -> Option<String> {
+        step_preset(Path::new(current), &folder(), step).map(|p| p.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn footswitches_step_through_the_folder_and_wrap_around() {
+        assert_eq!(step("p/a.ron", PresetStep::Next).as_deref(), Some("p/b.ron"));
+        assert_eq!(step("p/c.ron", PresetStep::Next).as_deref(), Some("p/a.ron"));
+        assert_eq!(step("p/a.ron", PresetStep::Previous).as_deref(), Some("p/c.ron"));
+        // The playing preset named another way (./p/b.ron) is still found by its name.
+        assert_eq!(step("./p/b.ron", PresetStep::Previous).as_deref(), Some("p/a.ron"));
+        // A preset from elsewhere: next starts at the folder's first, previous at its last.
+        assert_eq!(step("/x/z.ron", PresetStep::Next).as_deref(), Some("p/a.ron"));
+        assert_eq!(step("/x/z.ron", PresetStep::Previous).as_deref(), Some("p/c.ron"));
+        let alone = [PathBuf::from("p/a.ron")];
+        assert_eq!(step_preset(Path::new("p/a.ron"), &alone, PresetStep::Next), None, "nothing to step to");
+        assert_eq!(step_preset(Path::new("p/a.ron"), &[], PresetStep::Next), None);
+    }
+
+    #[test]
+    fn a_program_change_selects_the_preset_by_its_place_in_the_folder() {
+        assert_eq!(step("p/a.ron", PresetStep::Number(2)).as_deref(), Some("p/c.ron"));
+        assert_eq!(step("p/a.ron", PresetStep::Number(3)), None, "beyond the folder");
+        assert_eq!(step("p/b.ron", PresetStep::Number(1)), None, "already playing");
     }
 }

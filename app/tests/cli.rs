@@ -284,3 +284,31 @@ fn an_unknown_pedal_kind_renders_the_rest_of_the_chain_with_a_warning() {
     let change = rms_db(seconds(&output, 0.3, 0.9)) - rms_db(seconds(&input, 0.3, 0.9));
     assert!((change + 6.0).abs() < 0.2, "the Volume pedal still applies: {change:.2} dB");
 }
+
+/// Without an ALSA sequencer (containers, CI) the MIDI commands say so plainly instead of failing obscurely; where
+/// there is one, listing works and the monitor runs for the time asked.
+#[test]
+fn midi_commands_say_plainly_when_midi_is_unavailable() {
+    let home = scratch("midi-home");
+    let ports = bin().args(["midi", "ports"]).env("NEURALBOARD_HOME", &home).output().expect("neuralboard runs");
+    let stderr = String::from_utf8_lossy(&ports.stderr).trim_end().to_owned();
+    let no_sequencer = cfg!(target_os = "linux") && !Path::new("/dev/snd/seq").exists();
+    if no_sequencer {
+        assert!(!ports.status.success());
+        assert_eq!(stderr.lines().count(), 1, "one line, no ALSA library noise: {stderr}");
+        assert!(stderr.starts_with("neuralboard: error: MIDI unavailable: no ALSA sequencer"), "{stderr}");
+    } else {
+        assert!(ports.status.success(), "{stderr}");
+    }
+
+    let started = std::time::Instant::now();
+    let monitor = run(bin().args(["midi", "monitor", "--seconds", "0.5"]).env("NEURALBOARD_HOME", &home));
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the monitor stops when asked");
+    assert!(monitor.status.success(), "{}", String::from_utf8_lossy(&monitor.stderr));
+    let stdout = String::from_utf8_lossy(&monitor.stdout);
+    assert!(stdout.contains("message(s)"), "a summary at the end: {stdout}");
+    if no_sequencer {
+        let stderr = String::from_utf8_lossy(&monitor.stderr);
+        assert!(stderr.contains("MIDI unavailable"), "{stderr}");
+    }
+}
