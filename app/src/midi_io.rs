@@ -27,7 +27,7 @@ use neuralboard_engine::engine::{GLOBAL_GAIN_RANGE_DB, clamp_global_db};
 use neuralboard_engine::midi::{Mapping, MidiAction, MidiMap, MidiMessage, MidiRouter, Target};
 use neuralboard_engine::{Command, Controller, ParamId, ParamSpec, SlotId};
 
-mod ports;
+pub(crate) mod ports;
 
 pub use ports::list_ports;
 
@@ -46,6 +46,8 @@ pub struct SlotView {
     pub id: SlotId,
     /// The pedal kind, for monitor lines.
     pub kind: String,
+    /// Its display name ("Noise Gate"), for people.
+    pub name: String,
     /// Indexed by [`ParamId`].
     pub params: Vec<ParamSpec>,
 }
@@ -73,7 +75,12 @@ impl BoardView {
         let slots = controller
             .slots()
             .iter()
-            .map(|s| SlotView { id: s.id, kind: s.kind().to_owned(), params: s.info.params.clone() })
+            .map(|s| SlotView {
+                id: s.id,
+                kind: s.kind().to_owned(),
+                name: s.info.name.clone(),
+                params: s.info.params.clone(),
+            })
             .collect();
         Self { slots }
     }
@@ -214,7 +221,12 @@ impl fmt::Display for MidiNotice {
             MidiNotice::PreviousPreset => f.write_str("MIDI: previous preset"),
             MidiNotice::SelectPreset { bank, program } => write!(f, "MIDI: preset bank {bank} program {program}"),
             MidiNotice::Learned { mapping } => {
-                write!(f, "MIDI learn: {} → {}", mapping.source, describe_target(&mapping.target))
+                write!(
+                    f,
+                    "MIDI learn: {} → {}",
+                    mapping.source,
+                    describe_target(&mapping.target, &BoardView::default())
+                )
             }
             MidiNotice::Tuner { enabled } => write!(f, "MIDI: tuner {}", if *enabled { "on" } else { "off" }),
         }
@@ -248,19 +260,13 @@ pub struct MidiSetup {
 
 /// Everything that reaches the service thread, in arrival order.
 enum Input {
-    Message {
-        port: Arc<str>,
-        message: MidiMessage,
-    },
+    Message { port: Arc<str>, message: MidiMessage },
     Notice(MidiNotice),
     Board(BoardView),
-    #[allow(dead_code, reason = "sent by MidiService::set_tuner")]
     Tuner(TunerState),
     Map(MidiMap),
     Engine(Option<CommandSender>),
-    #[allow(dead_code, reason = "sent by MidiService::learn")]
     Learn(Target),
-    #[allow(dead_code, reason = "sent by MidiService::cancel_learn")]
     CancelLearn,
     Shutdown,
 }
@@ -304,13 +310,18 @@ impl MidiService {
         Self { inputs, thread: Some(thread), stats }
     }
 
+    /// The service without ports: bytes come only through [`MidiService::port_feed`] (the GUI's tests).
+    #[cfg(test)]
+    pub(crate) fn without_ports(setup: MidiSetup, sink: NoticeSink) -> Self {
+        Self::spawn(setup, sink, None)
+    }
+
     /// The board changed (a preset loaded; a pedal added, moved, removed or replaced).
     pub fn set_board(&self, board: BoardView) {
         self.send(Input::Board(board));
     }
 
     /// The tuner was switched by other means than MIDI (the GUI), or its mute setting changed.
-    #[allow(dead_code, reason = "for the GUI's tuner; the command line has none")]
     pub fn set_tuner(&self, tuner: TunerState) {
         self.send(Input::Tuner(tuner));
     }
@@ -327,12 +338,10 @@ impl MidiService {
     }
 
     /// Arms MIDI learn: the next CC or note from any port is mapped to `target` ([`MidiNotice::Learned`]).
-    #[allow(dead_code, reason = "for the GUI's MIDI learn; the command line has none")]
     pub fn learn(&self, target: Target) {
         self.send(Input::Learn(target));
     }
 
-    #[allow(dead_code, reason = "for the GUI's MIDI learn; the command line has none")]
     pub fn cancel_learn(&self) {
         self.send(Input::CancelLearn);
     }
@@ -344,7 +353,7 @@ impl MidiService {
     /// A byte stream into the service as if from a port called `port`, with its own parser: what a midir callback
     /// holds.
     #[cfg(test)]
-    fn port_feed(&self, port: &str) -> ports::PortFeed {
+    pub(crate) fn port_feed(&self, port: &str) -> ports::PortFeed {
         ports::PortFeed::new(port, self.inputs.clone(), Arc::clone(&self.stats))
     }
 
@@ -478,15 +487,27 @@ fn describe_action(action: &MidiAction<'_>) -> String {
         MidiAction::NextPreset => "next preset".to_owned(),
         MidiAction::PreviousPreset => "previous preset".to_owned(),
         MidiAction::SelectPreset { bank, program } => format!("preset bank {bank} program {program}"),
-        MidiAction::Learned { source, target } => format!("learned {source} for {}", describe_target(target)),
+        MidiAction::Learned { source, target } => {
+            format!("learned {source} for {}", describe_target(target, &BoardView::default()))
+        }
     }
 }
 
-/// A mapping's target in a few words: `chain[1] gain_db`, `chain[0] bypass`.
-fn describe_target(target: &Target) -> String {
+/// A mapping's target in a few words: with the pedal and parameter names where `board` has that pedal ("Volume ·
+/// Gain", "Noise Gate · footswitch"), else by position and id (`chain[1] gain_db`, `chain[0] bypass`).
+pub fn describe_target(target: &Target, board: &BoardView) -> String {
     match target {
-        Target::Param { slot, param, .. } => format!("chain[{slot}] {param}"),
-        Target::Bypass { slot, .. } => format!("chain[{slot}] bypass"),
+        Target::Param { slot, param, .. } => match board.slots.get(*slot) {
+            Some(pedal) => {
+                let name = pedal.params.iter().find(|p| p.id == param).map_or(param.as_str(), |p| p.name);
+                format!("{} · {name}", pedal.name)
+            }
+            None => format!("chain[{slot}] {param}"),
+        },
+        Target::Bypass { slot, .. } => match board.slots.get(*slot) {
+            Some(pedal) => format!("{} · footswitch", pedal.name),
+            None => format!("chain[{slot}] bypass"),
+        },
         Target::InputGain { .. } => "input gain".to_owned(),
         Target::OutputLevel { .. } => "output level".to_owned(),
         Target::Tuner { .. } => "tuner".to_owned(),

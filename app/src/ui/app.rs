@@ -3,12 +3,15 @@
 //! The board only talks to the engine through the [`neuralboard_engine::Controller`] held by the [`Session`]:
 //! commands out, events and telemetry in (polled on a ~30 Hz tick).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use iced::widget::{button, column, container, row, text};
 use iced::{Element, Length, Subscription, Task, Theme, keyboard, window};
 use neuralboard_engine::effects;
+use neuralboard_engine::midi::{self, MidiMap, SwitchMode, Target};
 use neuralboard_engine::preset::{Preset, PresetSlot};
 use neuralboard_engine::settings::Settings;
 use neuralboard_engine::{ParamId, SlotId, paths};
@@ -21,9 +24,12 @@ use super::session::Session;
 use super::settings::{self, SettingsPage};
 use super::style;
 use super::topbar;
+use crate::midi_io::{BoardView, MidiNotice, MidiService, MidiSetup, TunerState, describe_target};
 
 /// How often meters, tuner and engine events are refreshed.
 pub const TICK: Duration = Duration::from_millis(33);
+/// MIDI monitor lines kept for the settings page.
+const MONITOR_LINES: usize = 40;
 /// How long a status message stays in the status bar.
 const NOTICE_FOR: Duration = Duration::from_secs(6);
 /// The window's size at start: readable at 1280×720, scales up.
@@ -69,6 +75,13 @@ pub struct Naming {
     pub text: String,
 }
 
+/// MIDI learn: armed until the player touches a control on screen, then waiting for one on the MIDI device.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Learn {
+    Armed,
+    Waiting { target: Target, what: String },
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Screen {
     Board,
@@ -103,6 +116,7 @@ pub enum Message {
     DeletePreset,
     ToggleRecord,
     TunerMute,
+    ToggleLearn,
     /// Open a native file dialog for the pedal's model or IR.
     OpenFile(SlotId),
     FileChosen(SlotId, Option<PathBuf>),
@@ -134,8 +148,15 @@ pub struct App {
     pub(super) tuner_muted: bool,
     pub(super) cpu: f32,
     pub(super) notice: Option<Notice>,
-    /// The last MIDI message and what it did, or the MIDI state ("no MIDI ports").
+    /// The last MIDI message and what it did, or the MIDI state ("MIDI unavailable: …").
     pub(super) midi_status: String,
+    pub(super) midi_monitor: VecDeque<String>,
+    pub(super) learn: Option<Learn>,
+    midi: Option<MidiService>,
+    midi_notices: mpsc::Receiver<MidiNotice>,
+    /// What the MIDI service was last told, to tell it again only when it changes.
+    midi_board: Vec<neuralboard_engine::SlotId>,
+    midi_map: MidiMap,
     /// Problems loading a pedal's file, shown on the pedal (the old model keeps playing).
     pub(super) pedal_errors: Vec<(SlotId, String)>,
     last_tick: Instant,
@@ -199,7 +220,24 @@ impl App {
         } else {
             Session::open(&settings.audio, &preset, base_dir)
         };
+        let (notice_sender, midi_notices) = mpsc::channel();
+        let mut session = session;
+        let midi_map = MidiMap::merged(&settings.midi, session.controller.midi_map());
+        let midi = (!options.silent).then(|| {
+            let setup = MidiSetup {
+                map: midi_map.clone(),
+                board: BoardView::of(&session.controller),
+                engine: session.controller.take_midi_sender(),
+            };
+            MidiService::start(setup, Box::new(move |notice| drop(notice_sender.send(notice))))
+        });
         let mut app = Self {
+            midi_board: session.controller.slots().iter().map(|s| s.id).collect(),
+            midi_map,
+            midi,
+            midi_notices,
+            midi_monitor: VecDeque::new(),
+            learn: None,
             settings_page: SettingsPage::new(&settings),
             session,
             library,
@@ -224,7 +262,7 @@ impl App {
             screenshot: options.screenshot.map(|dir| ScreenshotPlan { dir, taken: 0, requested: false }),
         };
         app.selected = app.session.controller.slots().iter().find(|s| s.info.model.is_some()).map(|s| s.id);
-        let _ = app.session.controller.set_tuner(true, false);
+        app.set_tuner_mode(false);
         if let Some(note) = notices.into_iter().next() {
             app.notify(note, true);
         } else if let Some(problem) = app.session.problem.clone() {
@@ -272,9 +310,16 @@ impl App {
     }
 
     pub fn update(&mut self, message: Message) -> Task<Message> {
+        let task = self.handle(message);
+        self.sync_midi();
+        task
+    }
+
+    fn handle(&mut self, message: Message) -> Task<Message> {
         match message {
             Message::Tick => return self.tick(),
             Message::Knob(slot, param, event) => {
+                self.learn_target(slot, Some(param));
                 let controller = &mut self.session.controller;
                 let result = match event {
                     KnobEvent::Set(t) => controller.set_param_normalized(slot, param, t),
@@ -300,6 +345,8 @@ impl App {
                     }
                 }
             }
+            // In MIDI learn, touching a footswitch picks it as the target without switching it.
+            Message::Footswitch(slot) if self.learn.is_some() => self.learn_target(slot, None),
             Message::Footswitch(slot) => self.toggle_bypass(slot),
             Message::DragStart(slot) => {
                 self.selected = Some(slot);
@@ -355,10 +402,14 @@ impl App {
             Message::NameCancel => self.naming = None,
             Message::DeletePreset => self.delete_preset(),
             Message::ToggleRecord => self.toggle_record(),
-            Message::TunerMute => {
-                self.tuner_muted = !self.tuner_muted;
-                if let Err(e) = self.session.controller.set_tuner(true, self.tuner_muted) {
-                    self.notify(e.to_string(), true);
+            Message::TunerMute => self.set_tuner_mode(!self.tuner_muted),
+            Message::ToggleLearn => {
+                if self.learn.take().is_some() {
+                    if let Some(midi) = &self.midi {
+                        midi.cancel_learn();
+                    }
+                } else {
+                    self.learn = Some(Learn::Armed);
                 }
             }
             Message::OpenFile(slot) => return self.open_file_dialog(slot),
@@ -404,6 +455,10 @@ impl App {
             }
         }
         controller.collect_garbage();
+        while let Ok(notice) = self.midi_notices.try_recv() {
+            self.midi_notice(notice);
+        }
+        let controller = &mut self.session.controller;
         let t = controller.telemetry();
         self.input_meter.update(t.input.peak, t.input.rms, t.input.clipped, dt);
         self.output_meter.update(t.output.peak, t.output.rms, t.output.clipped, dt);
@@ -416,6 +471,7 @@ impl App {
             // The device went away: try it again on each tick until it comes back (cheap when it fails).
             let audio = self.session.audio.clone();
             self.session.reopen(&audio, base_dir_of(self.preset_path.as_deref()));
+            self.reattach_midi();
             if self.session.problem.is_none() {
                 self.notify("audio device back", false);
             }
@@ -671,6 +727,7 @@ impl App {
                 self.settings.audio = audio;
                 let base = base_dir_of(self.preset_path.as_deref()).map(Path::to_owned);
                 self.session.reopen(&self.settings.audio, base.as_deref());
+                self.reattach_midi();
                 match self.session.problem.clone() {
                     Some(problem) => self.notify(problem, true),
                     None => self.notify(format!("audio: {}", self.session.describe()), false),
@@ -742,7 +799,9 @@ impl App {
     pub fn view(&self) -> Element<'_, Message> {
         let body = match self.screen {
             Screen::Board => board::view(self),
-            Screen::Settings => self.settings_page.view(&self.session, &self.settings).map(Message::Settings),
+            Screen::Settings => {
+                self.settings_page.view(&self.session, &self.settings, &self.midi_monitor).map(Message::Settings)
+            }
         };
         let status = self.notice.as_ref().map_or_else(
             || text(self.library_hint()).size(13).color(style::DIM),
@@ -757,8 +816,124 @@ impl App {
         column![topbar::view(self), container(body).height(Length::Fill), status_bar].into()
     }
 
-    pub(super) fn midi_activity(&self) -> &str {
-        &self.midi_status
+    pub(super) fn midi_activity(&self) -> String {
+        match &self.learn {
+            Some(Learn::Armed) => "MIDI learn: touch a knob or footswitch on the board".to_owned(),
+            Some(Learn::Waiting { what, .. }) => format!("MIDI learn: move a control on your MIDI device for {what}"),
+            None => self.midi_status.clone(),
+        }
+    }
+
+    /// In MIDI learn, makes the control just touched (a knob, or a footswitch when `param` is `None`) the target.
+    fn learn_target(&mut self, slot: SlotId, param: Option<ParamId>) {
+        if self.learn.is_none() {
+            return;
+        }
+        let controller = &self.session.controller;
+        let Some(index) = controller.slots().iter().position(|s| s.id == slot) else { return };
+        let target = match param.and_then(|p| controller.slots()[index].info.param(p)) {
+            Some(spec) => {
+                Target::Param { slot: index, param: spec.id.to_owned(), min: 0.0, max: 1.0, curve: midi::Curve::Linear }
+            }
+            None => Target::Bypass { slot: index, mode: SwitchMode::Toggle },
+        };
+        let what = describe_target(&target, &BoardView::of(controller));
+        if let Some(midi) = &self.midi {
+            midi.learn(target.clone());
+        }
+        self.learn = Some(Learn::Waiting { target, what });
+    }
+
+    /// Tuning mode (the output muted while the tuner shows the note). The tuner itself always runs for the display.
+    fn set_tuner_mode(&mut self, on: bool) {
+        self.tuner_muted = on;
+        if let Err(e) = self.session.controller.set_tuner(true, on) {
+            self.notify(e.to_string(), true);
+        }
+        if let Some(midi) = &self.midi {
+            midi.set_tuner(TunerState { enabled: on, mute: true });
+        }
+    }
+
+    fn midi_notice(&mut self, notice: MidiNotice) {
+        match &notice {
+            MidiNotice::NextPreset => self.step_preset(1),
+            MidiNotice::PreviousPreset => self.step_preset(-1),
+            MidiNotice::SelectPreset { bank, program } => {
+                let index = usize::from(*bank) * 128 + usize::from(*program);
+                if index < self.library.entries.len() {
+                    self.load_library_preset(index);
+                } else {
+                    self.notify(
+                        format!("MIDI program {index}: there are {} presets", self.library.entries.len()),
+                        true,
+                    );
+                }
+            }
+            MidiNotice::Learned { mapping } => {
+                self.settings.midi.insert_learned(mapping.clone());
+                self.save_settings();
+                let what = describe_target(&mapping.target, &BoardView::of(&self.session.controller));
+                self.notify(format!("MIDI learn: {} → {what}", mapping.source), false);
+                self.learn = None;
+            }
+            MidiNotice::Tuner { enabled } => {
+                // The service switched the engine's tuner; the display keeps it running, muted or not.
+                self.tuner_muted = *enabled;
+                let _ = self.session.controller.set_tuner(true, *enabled);
+            }
+            MidiNotice::Unavailable { .. } | MidiNotice::PortFailed { .. } => {}
+            _ => {}
+        }
+        let line = notice.to_string();
+        if matches!(notice, MidiNotice::Message { .. }) {
+            if self.midi_monitor.len() == MONITOR_LINES {
+                self.midi_monitor.pop_front();
+            }
+            self.midi_monitor.push_back(line.clone());
+        }
+        self.midi_status = line;
+    }
+
+    /// Tells the MIDI service what changed: the chain (so mappings address the right pedals) and the mappings.
+    fn sync_midi(&mut self) {
+        let Some(midi) = &self.midi else { return };
+        let ids: Vec<SlotId> = self.session.controller.slots().iter().map(|s| s.id).collect();
+        if ids != self.midi_board {
+            midi.set_board(BoardView::of(&self.session.controller));
+            self.midi_board = ids;
+        }
+        let map = MidiMap::merged(&self.settings.midi, self.session.controller.midi_map());
+        if map != self.midi_map {
+            midi.set_map(map.clone());
+            self.midi_map = map;
+        }
+    }
+
+    /// After the audio session was reopened: the new engine's MIDI queue goes to the service.
+    fn reattach_midi(&mut self) {
+        let sender = self.session.controller.take_midi_sender();
+        if let Some(midi) = &self.midi {
+            midi.set_engine(sender, BoardView::of(&self.session.controller));
+        }
+        self.midi_board = self.session.controller.slots().iter().map(|s| s.id).collect();
+        self.set_tuner_mode(self.tuner_muted);
+    }
+
+    /// A MIDI service without ports for the tests, which feed it bytes.
+    #[cfg(test)]
+    pub fn attach_test_midi(&mut self) -> crate::midi_io::ports::PortFeed {
+        let (notices, receiver) = mpsc::channel();
+        let setup = MidiSetup {
+            map: self.midi_map.clone(),
+            board: BoardView::of(&self.session.controller),
+            engine: self.session.controller.take_midi_sender(),
+        };
+        let midi = MidiService::without_ports(setup, Box::new(move |notice| drop(notices.send(notice))));
+        let feed = midi.port_feed("test pedalboard");
+        self.midi = Some(midi);
+        self.midi_notices = receiver;
+        feed
     }
 
     fn library_hint(&self) -> String {

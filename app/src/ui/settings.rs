@@ -3,12 +3,12 @@
 
 use iced::widget::{Column, Space, button, container, pick_list, row, scrollable, text};
 use iced::{Alignment, Element, Font, Length, Task, font};
-use neuralboard_engine::midi::{SwitchMode, Target};
 use neuralboard_engine::settings::{AudioSettings, Settings};
 
 use super::session::Session;
 use super::style;
 use crate::live::{self, HostDevices};
+use crate::midi_io::{BoardView, describe_target};
 
 const BOLD: Font = Font { weight: font::Weight::Bold, ..Font::DEFAULT };
 /// What the pickers offer besides "the device's default".
@@ -100,7 +100,12 @@ impl SettingsPage {
         }
     }
 
-    pub fn view<'a>(&'a self, session: &'a Session, settings: &'a Settings) -> Element<'a, Message> {
+    pub fn view<'a>(
+        &'a self,
+        session: &'a Session,
+        settings: &'a Settings,
+        monitor: &'a std::collections::VecDeque<String>,
+    ) -> Element<'a, Message> {
         let host = self.host_entry();
         let hosts: Vec<String> =
             std::iter::once(DEFAULT.to_owned()).chain(self.catalog.iter().flatten().map(|h| h.host.clone())).collect();
@@ -192,15 +197,16 @@ impl SettingsPage {
         let mut midi = Column::new().spacing(6).push(text("MIDI mappings").size(18).font(BOLD));
         if settings.midi.mappings.is_empty() {
             midi = midi.push(
-                text("No mappings yet. Press Learn on the board, touch a knob or footswitch, then move a control on your MIDI device.")
+                text("No mappings yet. Press MIDI Learn on the board, touch a knob or footswitch, then move a control on your MIDI device.")
                     .size(13)
                     .color(style::DIM),
             );
         }
+        let board = BoardView::of(&session.controller);
         for (i, mapping) in settings.midi.mappings.iter().enumerate() {
             midi = midi.push(
                 row![
-                    text(format!("{} → {}", mapping.source, describe_target(&mapping.target, session)))
+                    text(format!("{} → {}", mapping.source, describe_target(&mapping.target, &board)))
                         .size(13)
                         .width(Length::Fill),
                     button(text("Delete").size(12))
@@ -211,6 +217,19 @@ impl SettingsPage {
                 .spacing(8)
                 .align_y(Alignment::Center),
             );
+        }
+        for mapping in &session.controller.midi_map().mappings {
+            midi = midi.push(
+                text(format!("{} → {} (this preset)", mapping.source, describe_target(&mapping.target, &board)))
+                    .size(13),
+            );
+        }
+        midi = midi.push(Space::new().height(12)).push(text("MIDI monitor").size(18).font(BOLD));
+        if monitor.is_empty() {
+            midi = midi.push(text("Nothing received yet.").size(13).color(style::DIM));
+        }
+        for line in monitor.iter().rev() {
+            midi = midi.push(text(line.clone()).size(12).color(style::DIM));
         }
 
         container(
@@ -225,31 +244,5 @@ impl SettingsPage {
         .width(Length::Fill)
         .height(Length::Fill)
         .into()
-    }
-}
-
-/// A mapping's target in the player's words: "Amp · Input", "Noise Gate · footswitch (toggle)".
-pub fn describe_target(target: &Target, session: &Session) -> String {
-    let slots = session.controller.slots();
-    let pedal = |slot: usize| slots.get(slot).map_or_else(|| format!("pedal {}", slot + 1), |s| s.info.name.clone());
-    let mode = |m: &SwitchMode| match m {
-        SwitchMode::Toggle => "toggle",
-        SwitchMode::Momentary => "momentary",
-        SwitchMode::Latch => "latch",
-    };
-    match target {
-        Target::Param { slot, param, .. } => {
-            let name = slots
-                .get(*slot)
-                .and_then(|s| s.info.params.iter().find(|p| p.id == param))
-                .map_or(param.as_str(), |p| p.name);
-            format!("{} · {name}", pedal(*slot))
-        }
-        Target::Bypass { slot, mode: m } => format!("{} · footswitch ({})", pedal(*slot), mode(m)),
-        Target::InputGain { .. } => "input gain".to_owned(),
-        Target::OutputLevel { .. } => "output level".to_owned(),
-        Target::Tuner { mode: m } => format!("tuner ({})", mode(m)),
-        Target::NextPreset => "next preset".to_owned(),
-        Target::PreviousPreset => "previous preset".to_owned(),
     }
 }

@@ -239,3 +239,82 @@ fn a_broken_model_file_is_reported_on_the_pedal_and_the_old_model_keeps_playing(
     assert!(app.pedal_errors.is_empty());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Ticks the app (engine block, events, MIDI notices) until `done` holds, for at most two seconds.
+fn tick_until(app: &mut App, mut done: impl FnMut(&mut App) -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while std::time::Instant::now() < deadline {
+        let _ = app.update(Message::Tick);
+        if done(app) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn midi_learn_maps_a_controller_to_the_touched_knob_which_then_drives_the_sound() {
+    use neuralboard_engine::midi::{Mapping, Source, SourceKind, Target};
+
+    let dir = scratch("learn");
+    let mut preset = Preset::empty("Learn");
+    preset.chain = vec![slot("gate", &[]), slot("gain", &[("gain_db", 0.0)])];
+    let mut app = app_with(&dir, &preset);
+    let mut pedalboard = app.attach_test_midi();
+    let input = sine(24_000, 0.05);
+    let before = rms_db(&app.session_mut().process(&input).unwrap()[12_000..]);
+
+    interact(&mut app, |ui| {
+        ui.click("MIDI Learn").unwrap();
+    });
+    assert_eq!(app.learn, Some(super::app::Learn::Armed));
+    interact(&mut app, |ui| {
+        let label = center_of(ui, "Gain");
+        let knob = Point::new(label.x, label.y - 32.0);
+        drag(ui, knob, Point::new(knob.x, knob.y - 2.0));
+    });
+    let expected = Target::Param {
+        slot: 1,
+        param: "gain_db".to_owned(),
+        min: 0.0,
+        max: 1.0,
+        curve: neuralboard_engine::midi::Curve::Linear,
+    };
+    assert!(matches!(&app.learn, Some(super::app::Learn::Waiting { target, .. }) if *target == expected));
+
+    // The player moves CC 20 on channel 1 of the footboard: learned, kept in the settings.
+    pedalboard.feed(&[0xB0, 20, 64]);
+    assert!(tick_until(&mut app, |app| app.learn.is_none()), "no Learned notice");
+    let mapping = Mapping { source: Source { channel: Some(0), kind: SourceKind::Cc(20) }, target: expected };
+    assert_eq!(app.settings.midi.mappings, vec![mapping.clone()]);
+    let saved = neuralboard_engine::settings::Settings::load_or_default(&dir.join("settings.ron")).0;
+    assert_eq!(saved.midi.mappings, vec![mapping]);
+
+    // From now on the controller turns the knob, with running status and a stray byte in the stream.
+    pedalboard.feed(&[0x42, 0xB0, 20, 100, 20, 127]);
+    let max = app.session_mut().controller.slots()[1].info.params[0].max;
+    assert!(
+        tick_until(&mut app, |app| app.session_mut().controller.slots()[1].values[0] == max),
+        "CC 20 = 127 put the knob at the top of its range"
+    );
+    let after = rms_db(&app.session_mut().process(&input).unwrap()[12_000..]);
+    assert!((after - before - max).abs() < 0.3, "the output rose by {max} dB: {before} → {after}");
+    assert!(app.midi_status.contains("CC 20"), "the monitor shows the message: {}", app.midi_status);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn a_program_change_from_midi_loads_that_preset() {
+    let dir = scratch("program");
+    let mut app = app_with(&dir, &Preset::empty("Start"));
+    let mut pedalboard = app.attach_test_midi();
+    let wanted = app.library.entries.get(1).expect("factory presets").clone();
+    pedalboard.feed(&[0xC0, 1]);
+    assert!(
+        tick_until(&mut app, |app| app.preset_path.as_ref() == Some(&wanted.path)),
+        "program 1 loads the second preset"
+    );
+    assert_eq!(app.session_mut().controller.name(), wanted.name);
+    let _ = std::fs::remove_dir_all(dir);
+}

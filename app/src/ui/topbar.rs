@@ -101,6 +101,10 @@ pub fn view(app: &App) -> Element<'_, Message> {
         take,
         Space::new().width(Length::Fill),
         text(app.midi_activity()).size(13).color(style::WARN),
+        button(text("MIDI Learn").size(13))
+            .padding([3, 10])
+            .style(style::flat(app.learn.is_some()))
+            .on_press(Message::ToggleLearn),
         button(text("Rename").size(13))
             .padding([3, 10])
             .style(style::flat(false))
