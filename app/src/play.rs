@@ -222,6 +222,10 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
+    // What the stream played before the clock started (warm-up, settings, MIDI start-up) is not counted, so the
+    // rates below compare frames and time over the same interval.
+    let before_start =
+        (audio.stats.output_callbacks.load(Ordering::Relaxed), audio.stats.output_frames.load(Ordering::Relaxed));
     let mut report = PlayReport::default();
     let (mut cpu_sum, mut cpu_readings, mut out_peak, mut out_ms_sum) = (0.0f64, 0u32, 0.0f32, 0.0f64);
     let mut totals = Totals::default();
@@ -293,6 +297,8 @@ pub fn play_command(mut args: PlayArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed().as_secs_f64();
     totals.add(&audio.stats);
+    totals.callbacks -= before_start.0.min(totals.callbacks);
+    totals.frames -= before_start.1.min(totals.frames);
     drop(midi);
     drop(audio);
     finish_take(&mut recorder);

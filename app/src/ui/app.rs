@@ -722,7 +722,7 @@ impl App {
     }
 
     fn settings_message(&mut self, message: settings::Message) -> Task<Message> {
-        match self.settings_page.update(message) {
+        match self.settings_page.update(message, &self.settings.midi.mappings) {
             Some(settings::Event::Apply(audio)) => {
                 self.settings.audio = audio;
                 let base = base_dir_of(self.preset_path.as_deref()).map(Path::to_owned);
@@ -739,6 +739,12 @@ impl App {
                 self.save_settings();
             }
             Some(settings::Event::DeleteMapping(_)) => {}
+            Some(settings::Event::EditMapping(index, mapping)) => {
+                if let Some(m) = self.settings.midi.mappings.get_mut(index) {
+                    *m = mapping;
+                    self.save_settings();
+                }
+            }
             Some(settings::Event::Close) => self.screen = Screen::Board,
             Some(settings::Event::Rescan) => return settings::load_catalog(),
             None => {}

@@ -3,6 +3,7 @@
 
 use iced::widget::{Column, Space, button, container, pick_list, row, scrollable, text};
 use iced::{Alignment, Element, Font, Length, Task, font};
+use neuralboard_engine::midi::{Curve, Mapping, SwitchMode, Target};
 use neuralboard_engine::settings::{AudioSettings, Settings};
 
 use super::session::Session;
@@ -30,6 +31,8 @@ pub enum Message {
     Apply,
     Rescan,
     DeleteMapping(usize),
+    /// A mapping's switch mode or continuous shape, edited in place.
+    MappingShape(usize, &'static str),
     Close,
 }
 
@@ -38,6 +41,8 @@ pub enum Message {
 pub enum Event {
     Apply(AudioSettings),
     DeleteMapping(usize),
+    /// Replace the global mapping at this index.
+    EditMapping(usize, Mapping),
     Rescan,
     Close,
 }
@@ -67,7 +72,17 @@ impl SettingsPage {
         Self { draft: settings.audio.clone(), catalog: None }
     }
 
-    pub fn update(&mut self, message: Message) -> Option<Event> {
+    /// Handles a message; `mappings` are the global ones, for edits.
+    pub fn update(&mut self, message: Message, mappings: &[Mapping]) -> Option<Event> {
+        if let Message::MappingShape(i, shape) = message {
+            let mut mapping = mappings.get(i)?.clone();
+            apply_shape(&mut mapping.target, shape);
+            return Some(Event::EditMapping(i, mapping));
+        }
+        self.apply(message)
+    }
+
+    fn apply(&mut self, message: Message) -> Option<Event> {
         match message {
             Message::Catalog(catalog) => self.catalog = Some(catalog),
             Message::Host(host) => {
@@ -87,6 +102,7 @@ impl SettingsPage {
                 return Some(Event::Rescan);
             }
             Message::DeleteMapping(i) => return Some(Event::DeleteMapping(i)),
+            Message::MappingShape(..) => {}
             Message::Close => return Some(Event::Close),
         }
         None
@@ -209,6 +225,11 @@ impl SettingsPage {
                     text(format!("{} → {}", mapping.source, describe_target(&mapping.target, &board)))
                         .size(13)
                         .width(Length::Fill),
+                    pick_list(shapes_for(&mapping.target), Some(shape_of(&mapping.target)), move |shape| {
+                        Message::MappingShape(i, shape)
+                    })
+                    .text_size(12)
+                    .width(130),
                     button(text("Delete").size(12))
                         .padding([2, 8])
                         .style(style::flat(false))
@@ -244,5 +265,88 @@ impl SettingsPage {
         .width(Length::Fill)
         .height(Length::Fill)
         .into()
+    }
+}
+
+/// How a footswitch mapping switches, and how a continuous mapping spreads the control's travel.
+const SWITCH_SHAPES: &[&str] = &["toggle", "momentary", "latch"];
+const CONTINUOUS_SHAPES: &[&str] = &["linear", "log", "linear, inverted", "log, inverted"];
+
+fn shapes_for(target: &Target) -> &'static [&'static str] {
+    match target {
+        Target::Bypass { .. } | Target::Tuner { .. } => SWITCH_SHAPES,
+        Target::Param { .. } | Target::InputGain { .. } | Target::OutputLevel { .. } => CONTINUOUS_SHAPES,
+        Target::NextPreset | Target::PreviousPreset => &["press"],
+    }
+}
+
+fn continuous(target: &Target) -> Option<(f32, f32, Curve)> {
+    match *target {
+        Target::Param { min, max, curve, .. }
+        | Target::InputGain { min, max, curve }
+        | Target::OutputLevel { min, max, curve } => Some((min, max, curve)),
+        _ => None,
+    }
+}
+
+/// The shape a mapping has now, as [`shapes_for`] names it.
+fn shape_of(target: &Target) -> &'static str {
+    match target {
+        Target::Bypass { mode, .. } | Target::Tuner { mode } => match mode {
+            SwitchMode::Toggle => "toggle",
+            SwitchMode::Momentary => "momentary",
+            SwitchMode::Latch => "latch",
+        },
+        _ => match continuous(target) {
+            Some((min, max, curve)) => match (curve, min > max) {
+                (Curve::Linear, false) => "linear",
+                (Curve::Log, false) => "log",
+                (Curve::Linear, true) => "linear, inverted",
+                (Curve::Log, true) => "log, inverted",
+            },
+            None => "press",
+        },
+    }
+}
+
+/// Gives a mapping the shape picked: a switch mode, or a curve with the travel's direction (the range kept).
+fn apply_shape(target: &mut Target, shape: &str) {
+    match target {
+        Target::Bypass { mode, .. } | Target::Tuner { mode } => {
+            *mode = match shape {
+                "momentary" => SwitchMode::Momentary,
+                "latch" => SwitchMode::Latch,
+                _ => SwitchMode::Toggle,
+            };
+        }
+        Target::Param { min, max, curve, .. }
+        | Target::InputGain { min, max, curve }
+        | Target::OutputLevel { min, max, curve } => {
+            *curve = if shape.starts_with("log") { Curve::Log } else { Curve::Linear };
+            let inverted = shape.ends_with("inverted");
+            if inverted != (*min > *max) {
+                std::mem::swap(min, max);
+            }
+        }
+        Target::NextPreset | Target::PreviousPreset => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn editing_a_mapping_shape_changes_mode_curve_and_direction_but_keeps_the_range() {
+        let mut t = Target::Param { slot: 0, param: "gain_db".into(), min: 0.2, max: 0.9, curve: Curve::Linear };
+        apply_shape(&mut t, "log, inverted");
+        assert_eq!(t, Target::Param { slot: 0, param: "gain_db".into(), min: 0.9, max: 0.2, curve: Curve::Log });
+        assert_eq!(shape_of(&t), "log, inverted");
+        apply_shape(&mut t, "linear");
+        assert_eq!(shape_of(&t), "linear");
+        let mut b = Target::Bypass { slot: 1, mode: SwitchMode::Toggle };
+        apply_shape(&mut b, "momentary");
+        assert_eq!(b, Target::Bypass { slot: 1, mode: SwitchMode::Momentary });
+        assert!(shapes_for(&b).contains(&shape_of(&b)));
     }
 }
