@@ -13,7 +13,48 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_neuralboard"))
 }
 
-struct Server(Child);
+struct Server(Child, PathBuf);
+
+impl Server {
+    /// What jackd printed, for failure messages.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.1).unwrap_or_default()
+    }
+}
+
+fn answers(name: &str) -> bool {
+    Command::new("jack_lsp")
+        .env("JACK_DEFAULT_SERVER", name)
+        .env("JACK_NO_START_SERVER", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Starts a JACK server with the dummy driver (48 kHz, 64 frames) and waits until it answers. Its output goes to a
+/// log that failures show.
+fn start_server(name: &str) -> Server {
+    assert!(!answers(name), "a JACK server named {name} is already running (another run of this test?)");
+    remove_stale_server_files(name);
+    let log_path = std::env::temp_dir().join(format!("{name}-jackd.log"));
+    let log = std::fs::File::create(&log_path).expect("jackd log");
+    let server = Server(
+        Command::new("jackd")
+            .args(["--no-realtime", "--name", name, "-d", "dummy", "-r", "48000", "-p", "64"])
+            .stdout(log.try_clone().expect("log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("jackd starts"),
+        log_path,
+    );
+    let started = Instant::now();
+    while !answers(name) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the JACK server did not come up:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    server
+}
 
 impl Drop for Server {
     /// SIGTERM first, so jackd unregisters itself: a SIGKILLed server leaves its entry in JACK's shared-memory
@@ -61,36 +102,9 @@ fn play_through_a_jack_dummy_server_keeps_real_time() {
         return;
     }
     // One fixed name: a server that died uncleanly leaves a registry entry that only a server of the same name
-    // reclaims. Its output goes to a log that a failure shows.
+    // reclaims.
     let name = "neuralboard-test";
-    let answers = || {
-        Command::new("jack_lsp")
-            .env("JACK_DEFAULT_SERVER", name)
-            .env("JACK_NO_START_SERVER", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    assert!(!answers(), "a JACK server named {name} is already running (another run of this test?)");
-    remove_stale_server_files(name);
-    let log_path = std::env::temp_dir().join(format!("{name}-jackd.log"));
-    let log = std::fs::File::create(&log_path).expect("jackd log");
-    let server = Server(
-        Command::new("jackd")
-            .args(["--no-realtime", "--name", name, "-d", "dummy", "-r", "48000", "-p", "64"])
-            .stdout(log.try_clone().expect("log handle"))
-            .stderr(log)
-            .spawn()
-            .expect("jackd starts"),
-    );
-    let jackd_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
-    // Wait until the server answers.
-    let started = Instant::now();
-    while !answers() {
-        assert!(started.elapsed() < Duration::from_secs(10), "the JACK server did not come up:\n{}", jackd_log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let server = start_server(name);
 
     let stats = std::env::temp_dir().join(format!("{name}.json"));
     let home = std::env::temp_dir().join(format!("{name}-home"));
@@ -103,9 +117,10 @@ fn play_through_a_jack_dummy_server_keeps_real_time() {
         .env("NEURALBOARD_HOME", &home)
         .output()
         .expect("neuralboard runs");
+    let log = server.log();
     drop(server);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{}\njackd:\n{log}", String::from_utf8_lossy(&out.stderr));
     println!("{stdout}");
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
     let _ = std::fs::remove_file(&stats);
@@ -147,5 +162,48 @@ fn play_through_a_jack_dummy_server_keeps_real_time() {
     assert!(20.0 * peak.log10() > -40.0, "the output take is silent");
     let dry = hound::WavReader::open(dry_take).unwrap();
     assert_eq!((dry.spec().channels, dry.duration()), (1, reader.duration()));
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+#[test]
+fn play_reopens_the_device_when_the_jack_server_comes_back() {
+    if !have("jackd") {
+        assert!(std::env::var_os("CI").is_none(), "jackd is not installed (Debian: apt-get install jackd2)");
+        eprintln!("SKIPPED: jackd is not installed (Debian: apt-get install jackd2)");
+        return;
+    }
+    let name = "neuralboard-test-reopen";
+    let server = start_server(name);
+    let stats = std::env::temp_dir().join(format!("{name}.json"));
+    let home = std::env::temp_dir().join(format!("{name}-home"));
+    let _ = std::fs::remove_dir_all(&home);
+    let play = Command::new(bin())
+        .args(["play", "--host", "jack", "--buffer", "64", "--seconds", "9", "--stats-json"])
+        .arg(&stats)
+        .env("JACK_DEFAULT_SERVER", name)
+        .env("JACK_NO_START_SERVER", "1")
+        .env("NEURALBOARD_HOME", &home)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("neuralboard runs");
+    // The interface goes away mid-play (the server stops), and comes back two seconds later.
+    std::thread::sleep(Duration::from_millis(2500));
+    drop(server);
+    std::thread::sleep(Duration::from_secs(2));
+    let server = start_server(name);
+    let out = play.wait_with_output().expect("play ends");
+    let log = server.log();
+    drop(server);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\njackd:\n{log}");
+    assert!(stderr.contains("went away") && stderr.contains("back"), "the player is told: {stderr}");
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&stats);
+    assert!(report["device_reopened"].as_f64().unwrap() >= 1.0, "{report}");
+    // It played before and after: well over the 2.5 s before the server stopped.
+    let callbacks = report["output_callbacks"].as_f64().unwrap();
+    assert!(callbacks > 750.0 * 4.0, "{callbacks} callbacks in 9 s with 2 s away: {report}");
     let _ = std::fs::remove_dir_all(&home);
 }

@@ -151,6 +151,8 @@ pub struct App {
     /// The last MIDI message and what it did, or the MIDI state ("MIDI unavailable: …").
     pub(super) midi_status: String,
     pub(super) midi_monitor: VecDeque<String>,
+    /// Why MIDI cannot be used, if it cannot.
+    pub(super) midi_problem: Option<String>,
     pub(super) learn: Option<Learn>,
     midi: Option<MidiService>,
     midi_notices: mpsc::Receiver<MidiNotice>,
@@ -237,6 +239,7 @@ impl App {
             midi,
             midi_notices,
             midi_monitor: VecDeque::new(),
+            midi_problem: None,
             learn: None,
             settings_page: SettingsPage::new(&settings),
             session,
@@ -805,9 +808,10 @@ impl App {
     pub fn view(&self) -> Element<'_, Message> {
         let body = match self.screen {
             Screen::Board => board::view(self),
-            Screen::Settings => {
-                self.settings_page.view(&self.session, &self.settings, &self.midi_monitor).map(Message::Settings)
-            }
+            Screen::Settings => self
+                .settings_page
+                .view(&self.session, &self.settings, &self.midi_monitor, self.midi_problem.as_deref())
+                .map(Message::Settings),
         };
         let status = self.notice.as_ref().map_or_else(
             || text(self.library_hint()).size(13).color(style::DIM),
@@ -888,7 +892,13 @@ impl App {
                 self.tuner_muted = *enabled;
                 let _ = self.session.controller.set_tuner(true, *enabled);
             }
-            MidiNotice::Unavailable { .. } | MidiNotice::PortFailed { .. } => {}
+            MidiNotice::Unavailable { reason } => {
+                // The whole story on the settings page; the bar keeps to one short line.
+                self.midi_problem = Some(format!("MIDI unavailable: {reason}"));
+                self.midi_status = "MIDI unavailable (see Settings)".to_owned();
+                return;
+            }
+            MidiNotice::Available => self.midi_problem = None,
             _ => {}
         }
         let line = notice.to_string();

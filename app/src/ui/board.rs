@@ -345,7 +345,7 @@ fn detail(app: &App) -> Element<'_, Message> {
     let state = if slot.bypassed { "bypassed (B engages)" } else { "engaged (B bypasses)" };
     facts = facts.push(text(format!("State: {state} · mix {:.0} %", 100.0 * slot.mix)).size(13).color(style::DIM));
     let right = column![
-        scrollable(facts).height(Length::Fill),
+        scrollable(facts.width(Length::Fill)).width(Length::Fill).height(Length::Fill),
         row![Space::new().width(Length::Fill), flat_button("Remove pedal", Message::Remove(slot.id))],
     ]
     .spacing(6);

@@ -121,6 +121,7 @@ impl SettingsPage {
         session: &'a Session,
         settings: &'a Settings,
         monitor: &'a std::collections::VecDeque<String>,
+        midi_problem: Option<&'a str>,
     ) -> Element<'a, Message> {
         let host = self.host_entry();
         let hosts: Vec<String> =
@@ -211,6 +212,9 @@ impl SettingsPage {
             );
 
         let mut midi = Column::new().spacing(6).push(text("MIDI mappings").size(18).font(BOLD));
+        if let Some(problem) = midi_problem {
+            midi = midi.push(text(problem).size(13).color(style::WARN));
+        }
         if settings.midi.mappings.is_empty() {
             midi = midi.push(
                 text("No mappings yet. Press MIDI Learn on the board, touch a knob or footswitch, then move a control on your MIDI device.")

@@ -98,9 +98,14 @@ pub fn view(app: &App) -> Element<'_, Message> {
     };
     let second = row![
         record,
-        take,
-        Space::new().width(Length::Fill),
-        text(app.midi_activity()).size(13).color(style::WARN),
+        take.wrapping(iced::widget::text::Wrapping::None).width(Length::FillPortion(1)),
+        // One line: a long monitor line is cut, not wrapped into the board.
+        text(app.midi_activity())
+            .size(13)
+            .color(style::WARN)
+            .wrapping(iced::widget::text::Wrapping::None)
+            .align_x(iced::alignment::Horizontal::Right)
+            .width(Length::FillPortion(1)),
         button(text("MIDI Learn").size(13))
             .padding([3, 10])
             .style(style::flat(app.learn.is_some()))
