@@ -30,6 +30,8 @@ use crate::midi_io::{BoardView, MidiNotice, MidiService, MidiSetup, TunerState, 
 pub const TICK: Duration = Duration::from_millis(33);
 /// MIDI monitor lines kept for the settings page.
 const MONITOR_LINES: usize = 40;
+/// How often a lost audio device is looked for again (opening devices can take a moment on some hosts).
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
 /// How long a status message stays in the status bar.
 const NOTICE_FOR: Duration = Duration::from_secs(6);
 /// The window's size at start: readable at 1280×720, scales up.
@@ -162,6 +164,8 @@ pub struct App {
     /// Problems loading a pedal's file, shown on the pedal (the old model keeps playing).
     pub(super) pedal_errors: Vec<(SlotId, String)>,
     last_tick: Instant,
+    /// Since when the audio device has been gone, and when it was last looked for; `None` while it plays.
+    device_gone: Option<Instant>,
     started: Instant,
     screenshot: Option<ScreenshotPlan>,
 }
@@ -215,7 +219,7 @@ impl App {
             }
         };
         let base_dir = base_dir_of(preset_path.as_deref());
-        let session = if options.silent {
+        let mut session = if options.silent {
             Session::offline(&preset, base_dir)
         } else if options.offline {
             Session::offline_demo(&preset, base_dir)
@@ -223,7 +227,6 @@ impl App {
             Session::open(&settings.audio, &preset, base_dir)
         };
         let (notice_sender, midi_notices) = mpsc::channel();
-        let mut session = session;
         let midi_map = MidiMap::merged(&settings.midi, session.controller.midi_map());
         let midi = (!options.silent).then(|| {
             let setup = MidiSetup {
@@ -261,6 +264,7 @@ impl App {
             midi_status: String::new(),
             pedal_errors: Vec::new(),
             last_tick: Instant::now(),
+            device_gone: None,
             started: Instant::now(),
             screenshot: options.screenshot.map(|dir| ScreenshotPlan { dir, taken: 0, requested: false }),
         };
@@ -470,16 +474,31 @@ impl App {
         if self.notice.as_ref().is_some_and(|n| now.duration_since(n.at) > NOTICE_FOR) {
             self.notice = None;
         }
-        if self.session.device_lost() {
-            // The device went away: try it again on each tick until it comes back (cheap when it fails).
-            let audio = self.session.audio.clone();
-            self.session.reopen(&audio, base_dir_of(self.preset_path.as_deref()));
-            self.reattach_midi();
-            if self.session.problem.is_none() {
-                self.notify("audio device back", false);
-            }
-        }
+        self.follow_device(now);
         self.screenshot_step()
+    }
+
+    /// When the device goes away (unplugged, server stopped), the board runs offline and the device is looked for
+    /// again every [`REOPEN_EVERY`] until it is back.
+    fn follow_device(&mut self, now: Instant) {
+        if self.session.device_lost() {
+            self.notify("the audio device went away; the board reopens it when it returns", true);
+            self.device_gone = Some(now - REOPEN_EVERY);
+        }
+        let Some(tried) = self.device_gone else { return };
+        if now.duration_since(tried) < REOPEN_EVERY {
+            return;
+        }
+        let audio = self.session.audio.clone();
+        let base = base_dir_of(self.preset_path.as_deref()).map(Path::to_owned);
+        self.session.reopen(&audio, base.as_deref());
+        self.reattach_midi();
+        if self.session.problem.is_none() {
+            self.device_gone = None;
+            self.notify("audio device back", false);
+        } else {
+            self.device_gone = Some(now);
+        }
     }
 
     fn toggle_bypass(&mut self, slot: SlotId) {
@@ -497,7 +516,7 @@ impl App {
         let entry = PresetSlot::new(kind);
         if needs_model {
             // A pedal that plays a file starts with the first one available, so it makes sound at once.
-            let Some(path) = board::models_for(self, kind).into_iter().next().map(|m| m.path) else {
+            let Some(path) = board::models_for(kind).into_iter().next().map(|m| m.path) else {
                 self.notify(format!("no files for {kind}: put some in your models folder or use Open"), true);
                 return Task::none();
             };
@@ -595,8 +614,7 @@ impl App {
                 } else {
                     self.notify(format!("loaded {}", loaded.preset.name), false);
                 }
-                self.settings.last_preset = Some(loaded.path);
-                self.save_settings();
+                self.remember_preset(loaded.path);
             }
             Err(e) => self.notify(format!("{e}; the board stays as it was"), true),
         }
@@ -623,15 +641,22 @@ impl App {
     fn save(&mut self) {
         let preset = self.session.controller.to_preset();
         match self.library.save(&preset, self.preset_path.as_deref()) {
-            Ok(path) => {
-                self.session.controller.mark_saved(&preset.name);
-                self.notify(format!("saved {}", path.display()), false);
-                self.preset_path = Some(path.clone());
-                self.settings.last_preset = Some(path);
-                self.save_settings();
-            }
+            Ok(path) => self.saved(path, &preset.name),
             Err(e) => self.notify(e.to_string(), true),
         }
+    }
+
+    /// The board was saved as `name` in `path`: it is now that preset, and the one to open next time.
+    fn saved(&mut self, path: PathBuf, name: &str) {
+        self.session.controller.mark_saved(name);
+        self.notify(format!("saved {}", path.display()), false);
+        self.preset_path = Some(path.clone());
+        self.remember_preset(path);
+    }
+
+    fn remember_preset(&mut self, path: PathBuf) {
+        self.settings.last_preset = Some(path);
+        self.save_settings();
     }
 
     fn commit_name(&mut self) {
@@ -646,13 +671,7 @@ impl App {
             self.library.save_as(&mut preset, &naming.text)
         };
         match result {
-            Ok(path) => {
-                self.session.controller.mark_saved(naming.text.trim());
-                self.notify(format!("saved {}", path.display()), false);
-                self.preset_path = Some(path.clone());
-                self.settings.last_preset = Some(path);
-                self.save_settings();
-            }
+            Ok(path) => self.saved(path, naming.text.trim()),
             Err(e) => self.notify(e.to_string(), true),
         }
     }

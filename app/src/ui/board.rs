@@ -57,7 +57,7 @@ fn list_files(dir: &Path, extension: &str, origin: &str, out: &mut Vec<ModelFile
 }
 
 /// The files a pedal kind can play: the player's folder first, then the shipped ones.
-pub fn models_for(_app: &App, kind: &str) -> Vec<ModelFile> {
+pub fn models_for(kind: &str) -> Vec<ModelFile> {
     let extension = if kind == "cab" { "wav" } else { "nam" };
     let mut files = Vec::new();
     if let Some(dir) = user_folder_for(kind) {
@@ -84,7 +84,7 @@ fn resolved_model(slot: &SlotState) -> Option<PathBuf> {
 /// The file before or after the pedal's current one in the browser, wrapping around.
 pub fn neighbour_model(app: &App, slot: neuralboard_engine::SlotId, step: i32) -> Option<PathBuf> {
     let state = app.session.controller.slot(slot)?;
-    let files = models_for(app, state.kind());
+    let files = models_for(state.kind());
     if files.is_empty() {
         return None;
     }
@@ -211,7 +211,6 @@ fn pedal_card<'a>(app: &'a App, index: usize, slot: &'a SlotState) -> Element<'a
     mouse_area(card)
         .on_press(Message::DragStart(slot.id))
         .on_enter(Message::DragOver(index))
-        .on_release(Message::DragEnd)
         .interaction(if app.drag.is_some() {
             iced::mouse::Interaction::Grabbing
         } else {
@@ -246,7 +245,7 @@ fn add_card(app: &App) -> Element<'_, Message> {
         .center_x(if app.palette { 260.0 } else { 96.0 })
         .center_y(CARD_HEIGHT)
         .style(move |_| style::add_card(over || app.palette));
-    mouse_area(card).on_enter(Message::DragOver(end)).on_release(Message::DragEnd).into()
+    mouse_area(card).on_enter(Message::DragOver(end)).into()
 }
 
 fn chain_line(app: &App) -> String {
@@ -282,7 +281,7 @@ fn detail(app: &App) -> Element<'_, Message> {
     let left: Element<'_, Message> = if kind.is_some_and(|k| k.needs_model) {
         let current = resolved_model(slot);
         let mut list = Column::new().spacing(2);
-        for file in models_for(app, slot.kind()) {
+        for file in models_for(slot.kind()) {
             let name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             let selected = Some(&file.path) == current.as_ref();
             list = list.push(
@@ -369,6 +368,7 @@ pub fn view(app: &App) -> Element<'_, Message> {
     let board = scrollable(container(pedals).padding([16, 16]))
         .direction(scrollable::Direction::Horizontal(scrollable::Scrollbar::new().width(6).scroller_width(6)));
     column![
+        // Releasing anywhere over the board drops a dragged pedal where the cursor last entered one.
         mouse_area(board).on_release(Message::DragEnd),
         container(text(chain_line(app)).size(12).color(style::DIM)).padding([0, 16]),
         container(detail(app)).padding([8, 16]).height(Length::Fill),
