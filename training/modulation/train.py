@@ -1,0 +1,333 @@
+#!/usr/bin/env python3
+"""Train one of Neuralboard's neural modulation models (phaser, flanger): an LSTM fed the dry audio and the LFO.
+
+    python training/modulation/train.py RECIPE [--threads N] [--workdir DIR] [--max-minutes M] [--out-dir DIR]
+
+The "grey-box" idea of Wright & Välimäki: the network is given the LFO value of every sample next to the audio,
+so it never has to learn the oscillator, and the player's rate knob keeps working after training. The LFO is the
+engine's own (`neuralboard_engine::teacher::Lfo`): the teacher reports the value it used for every sample
+(`neuralboard teacher ... --lfo-out`), and the pedal generates the same sequence live.
+
+The model: `LSTM(2 -> H)` then `Linear(H -> 1)`, added to the dry input: `y[t] = x[t] + head(h[t])`. It is
+exported as a `.nam` LSTM with `input_size` = `in_channels` = 2 (channel 0 audio, channel 1 LFO) and zero
+initial state; `metadata.neuralboard` tells the pedal about the residual and the LFO it was trained with.
+
+The recipe (training/modulation/recipes.json) fixes every input of the result: the teacher's settings, the rates
+and waveforms of each split, corpus seeds, the architecture and the learning settings (torch and the window
+sampler are seeded). Splits are lists of chunks (expand_chunks): chunk i of a split takes corpus seed
+`seed + i`, one (rate, waveform) pair, start phase frac(0.618034 i) and, for the depth test, a depth scale `k`
+(the teacher runs at `k * depth`, the model gets `k * LFO`: that is how the pedal's depth knob works).
+
+Training: Adam, truncated back-propagation through time (each window: `warmup` samples without gradient from a
+zero state, then `updates_per_window` updates of `truncate` samples each), loss = ESR + ESR of the pre-emphasised
+signals (1 - 0.85 z^-1); learning rate decays exponentially over the time limit to `lr_final_fraction` of its
+start. Validation every `validate_every_s` seconds on whole chunks (from a zero state after 0.5 s of silence, as
+the engine's prewarm), keeping the best; stop at the time limit or once the validation ESR is under
+`stop_at_fraction_of_target` of the test target.
+
+The test splits are run through the exported weights exactly as the engine runs them (0.5 s of silence first) and
+their ESRs go to the manifest `<name>.manifest.json` beside `<name>.nam`; `neuralboard eval --model FILE`
+regenerates them in Rust. The binary is $NEURALBOARD if set, else `cargo build --release -p neuralboard`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RECIPES = HERE / "recipes.json"
+OUT_DIR = REPO / "assets" / "models" / "modulation"
+# The engine prewarms an LSTM with half a second of zeros at the model's rate (both input channels zero).
+PREWARM_S = 0.5
+MANIFEST_VERSION = 1
+GOLDEN = 0.618034
+
+
+def log(msg: str) -> None:
+    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def neuralboard_binary() -> Path:
+    env = os.environ.get("NEURALBOARD")
+    if env:
+        return Path(env)
+    log("building neuralboard (release)")
+    subprocess.run(["cargo", "build", "--release", "-p", "neuralboard"], cwd=REPO, check=True)
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    return target / "release" / "neuralboard"
+
+
+def run(cmd: list) -> None:
+    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
+
+
+def read_float(path: Path) -> np.ndarray:
+    _, data = wavfile.read(path)
+    assert data.dtype == np.float32 and data.ndim == 1, f"{path}: expected mono float32"
+    return data
+
+
+def expand_chunks(recipe: dict, split: str) -> list[dict]:
+    """The chunks of a split, in order. Rust's eval reads the expanded list from the manifest."""
+    s = recipe["splits"][split]
+    rates = recipe["rates"][s["rates"]] if isinstance(s["rates"], str) else s["rates"]
+    pairs = [(w, r) for w in s["waveforms"] for r in rates]
+    scales = s.get("depth_scale", [1.0] * len(pairs))
+    assert len(scales) == len(pairs), f"{split}: one depth_scale per chunk"
+    return [
+        {"seed": s["seed"] + i, "seconds": s["seconds"], "rate": r, "waveform": w,
+         "phase": round((i * GOLDEN) % 1.0, 4), "depth_scale": k}
+        for i, ((w, r), k) in enumerate(zip(pairs, scales))
+    ]
+
+
+def teacher_params(recipe: dict, chunk: dict) -> dict:
+    params = dict(recipe["teacher"]["params"])
+    params["depth"] = params["depth"] * chunk["depth_scale"]
+    params.update(rate=chunk["rate"], waveform=chunk["waveform"], phase=chunk["phase"])
+    return params
+
+
+def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(audio, LFO as the model sees it, teacher output) for one chunk."""
+    rate = recipe["sample_rate"]
+    stem = tmp / f"{chunk['seed']}"
+    run([nb, "corpus", "--seed", chunk["seed"], "--seconds", chunk["seconds"], "--rate", rate, f"{stem}-x.wav"])
+    params = [a for k, v in teacher_params(recipe, chunk).items() for a in ("--param", f"{k}={v}")]
+    run([nb, "teacher", recipe["teacher"]["kind"], *params, "--lfo-out", f"{stem}-lfo.wav", f"{stem}-x.wav",
+         f"{stem}-y.wav"])
+    x, lfo, y = (read_float(Path(f"{stem}-{n}.wav")) for n in ("x", "lfo", "y"))
+    return x, (lfo * np.float32(chunk["depth_scale"])).astype(np.float32), y
+
+
+def esr(y: np.ndarray, y_hat: np.ndarray) -> float:
+    y, y_hat = y.astype(np.float64), y_hat.astype(np.float64)
+    return float(np.sum((y - y_hat) ** 2) / np.sum(y**2))
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "app", "training"], cwd=REPO,
+                               capture_output=True, text=True).stdout.strip()
+        return out.stdout.strip() + ("-dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main() -> None:
+    recipes = json.loads(RECIPES.read_text())["recipes"]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipe", choices=sorted(recipes))
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    ap.add_argument("--workdir", type=Path, help="where the data and checkpoints go (default: a temp dir)")
+    ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
+    ap.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where the .nam and manifest go")
+    args = ap.parse_args()
+    recipe = recipes[args.recipe]
+    learning = recipe["learning"]
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(learning["seed"])
+    commit = git_commit()
+    nb = neuralboard_binary().resolve()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
+    tmp = work / "data"
+    tmp.mkdir(parents=True, exist_ok=True)
+    rate = recipe["sample_rate"]
+    prewarm = int(PREWARM_S * rate)
+
+    # 1. Data.
+    log(f"making data in {tmp}")
+    chunks = {split: expand_chunks(recipe, split) for split in recipe["splits"]}
+    data = {split: [make_chunk(nb, tmp, recipe, c) for c in cs] for split, cs in chunks.items()}
+
+    def stacked(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """A split's chunks as one batch ([B, T, 2] input after the prewarm silence, [B, T] target)."""
+        length = max(len(x) for x, _, _ in data[split])
+        inp = np.zeros((len(data[split]), prewarm + length, 2), dtype=np.float32)
+        tgt = np.zeros((len(data[split]), length), dtype=np.float32)
+        for b, (x, lfo, y) in enumerate(data[split]):
+            inp[b, prewarm:prewarm + len(x), 0] = x
+            inp[b, prewarm:prewarm + len(x), 1] = lfo
+            tgt[b, :len(y)] = y
+        return torch.from_numpy(inp), torch.from_numpy(tgt)
+
+    # 2. Model and training.
+    hidden = recipe["hidden_size"]
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = torch.nn.LSTM(2, hidden, batch_first=True)
+            self.head = torch.nn.Linear(hidden, 1)
+
+        def forward(self, inp, state=None):
+            out, state = self.lstm(inp, state)
+            return inp[..., 0] + self.head(out)[..., 0], state
+
+    net = Net()
+    opt = torch.optim.Adam(net.parameters(), lr=learning["lr"])
+    coef = learning["pre_emphasis"]
+
+    def loss_fn(y_hat, y):
+        def one(a, b):
+            return torch.sum((a - b) ** 2) / (torch.sum(b**2) + 1e-8)
+
+        pe = lambda s: s[:, 1:] - coef * s[:, :-1]  # noqa: E731
+        return one(y_hat, y) + one(pe(y_hat), pe(y))
+
+    def evaluate(model: Net, split: str) -> tuple[float, list[float]]:
+        inp, tgt = stacked(split)
+        with torch.no_grad():
+            out, _ = model(inp)
+        out = out[:, prewarm:].numpy()
+        per = [esr(y, out[b, :len(y)]) for b, (_, _, y) in enumerate(data[split])]
+        total_err = sum(np.sum((y.astype(np.float64) - out[b, :len(y)]) ** 2) for b, (_, _, y) in
+                        enumerate(data[split]))
+        total = sum(np.sum(y.astype(np.float64) ** 2) for _, _, y in data[split])
+        return float(total_err / total), per
+
+    train = [(np.stack([x, lfo], axis=1), y) for x, lfo, y in data["train"]]
+    lengths = np.array([len(y) for _, y in train], dtype=np.float64)
+    rng = np.random.default_rng(learning["seed"])
+    warm, trunc, k = learning["warmup"], learning["truncate"], learning["updates_per_window"]
+    window = warm + k * trunc
+    batch = learning["batch"]
+    max_minutes = args.max_minutes if args.max_minutes is not None else recipe["max_minutes"]
+    stop_below = recipe["target_esr"]["test"] * recipe["stop_at_fraction_of_target"]
+    log(f"training {args.recipe}: LSTM {hidden}, {sum(lengths) / rate:.0f} s of training audio in "
+        f"{len(train)} chunks, at most {max_minutes} min on {args.threads} threads")
+
+    t0 = time.time()
+    best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+    last_val = t0
+    windows = 0
+    while True:
+        elapsed = time.time() - t0
+        if elapsed > max_minutes * 60:
+            break
+        for g in opt.param_groups:
+            g["lr"] = learning["lr"] * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
+        which = rng.choice(len(train), size=batch, p=lengths / lengths.sum())
+        inp = np.empty((batch, window, 2), dtype=np.float32)
+        tgt = np.empty((batch, window), dtype=np.float32)
+        for b, c in enumerate(which):
+            start = rng.integers(0, len(train[c][1]) - window)
+            inp[b], tgt[b] = train[c][0][start:start + window], train[c][1][start:start + window]
+        inp_t, tgt_t = torch.from_numpy(inp), torch.from_numpy(tgt)
+        with torch.no_grad():
+            _, state = net(inp_t[:, :warm])
+        for u in range(k):
+            s = warm + u * trunc
+            y_hat, state = net(inp_t[:, s:s + trunc], state)
+            loss = loss_fn(y_hat, tgt_t[:, s:s + trunc])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            state = tuple(t.detach() for t in state)
+        windows += 1
+        if time.time() - last_val > learning["validate_every_s"]:
+            last_val = time.time()
+            val, _ = evaluate(net, "validation")
+            if val < best[0]:
+                best = (val, copy.deepcopy(net.state_dict()), windows)
+            log(f"{(time.time() - t0) / 60:5.1f} min, {windows} windows, loss {loss.item():.5f}, "
+                f"validation ESR {val:.5f} (best {best[0]:.5f})")
+            if val < stop_below:
+                log(f"validation ESR under {stop_below}: stopping")
+                break
+    minutes = (time.time() - t0) / 60
+    val, _ = evaluate(net, "validation")
+    if val < best[0]:
+        best = (val, copy.deepcopy(net.state_dict()), windows)
+    net.load_state_dict(best[1])
+
+    # 3. Export, test, manifest.
+    lstm = net.lstm
+    weights = np.concatenate([
+        torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).detach().numpy().ravel(),
+        (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().numpy(),
+        np.zeros(2 * hidden, dtype=np.float32),  # h0, c0: a zero state (the engine prewarms from it)
+        net.head.weight.detach().numpy().ravel(),
+        net.head.bias.detach().numpy(),
+    ]).astype(np.float32)
+    results = {}
+    for split in chunks:
+        if split.startswith("test"):
+            total, per = evaluate(net, split)
+            results[split] = {"esr": total, "per_chunk": [round(e, 6) for e in per]}
+            log(f"{split}: ESR {total:.5f} per chunk {[f'{e:.4f}' for e in per]}")
+    meta = dict(recipe["nam_metadata"])
+    meta["neuralboard"] = {
+        "effect": recipe["teacher"]["kind"],
+        "inputs": ["audio", "lfo"],
+        "residual": True,
+        "teacher": recipe["teacher"],
+        "lfo": {"waveforms": ["sine", "triangle"], "rates_hz": [min(recipe["rates"]["train"]),
+                                                                 max(recipe["rates"]["train"])]},
+    }
+    meta["training"] = {"recipe": f"training/modulation/train.py {args.recipe}",
+                        "test_esr": results["test"]["esr"]}
+    model = {
+        "version": "0.5.4",
+        "architecture": "LSTM",
+        "config": {"input_size": 2, "hidden_size": hidden, "num_layers": 1, "in_channels": 2, "out_channels": 1},
+        "weights": [float(w) for w in weights],
+        "sample_rate": rate,
+        "metadata": meta,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    nam_out = args.out_dir / f"{args.recipe}.nam"
+    tmp_out = nam_out.with_suffix(".nam.tmp")
+    tmp_out.write_text(json.dumps(model, separators=(",", ":")))
+    os.replace(tmp_out, nam_out)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "name": args.recipe,
+        "file": nam_out.name,
+        "architecture": recipe["architecture"],
+        "sample_rate": rate,
+        "teacher": recipe["teacher"],
+        "chunks": {split: cs for split, cs in chunks.items() if split.startswith("test")},
+        "results": results,
+        "target_esr": recipe["target_esr"],
+        "esr_definition": "sum((teacher - model)^2) / sum(teacher^2) over all chunks of a split, the model fed "
+                          "[audio, depth_scale * LFO] after 0.5 s of silence from a zero state",
+        "training": {
+            "recipe": f"python training/modulation/train.py {args.recipe}",
+            "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "framework": f"torch {torch.__version__}",
+            "machine": f"{platform.machine()}, {args.threads} torch threads",
+            "minutes": round(minutes, 1),
+            "windows": windows,
+            "best_at_window": best[2],
+            "best_validation_esr": best[0],
+            "train_chunks": chunks["train"],
+            "validation_chunks": chunks["validation"],
+        },
+    }
+    manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"wrote {nam_out} and {manifest_path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
