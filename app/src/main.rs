@@ -459,35 +459,32 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
     use neuralboard_engine::eval;
     let started = Instant::now();
     let result = eval::evaluate(model)?;
-    let m = &result.manifest;
-    let settings: Vec<String> = m.teacher.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    println!(
-        "{}: {} ({})\n  test split: corpus seed {}, {:.1} s at {} Hz through teacher {} {}\n  ESR {:.5} ({:.3} %) \
-         measured here in {:.1} s; manifest records {:.5} ({:+.2} %){}",
-        model.display(),
-        m.name,
-        m.architecture,
-        m.splits.test.seed,
-        result.seconds,
-        m.sample_rate,
-        m.teacher.kind,
-        settings.join(" "),
-        result.esr,
-        100.0 * result.esr,
-        started.elapsed().as_secs_f64(),
-        m.test_esr,
-        100.0 * result.relative_difference(),
-        m.target_esr.map(|t| format!("; target {t}")).unwrap_or_default(),
-    );
-    if let Some(tolerance) = check {
-        anyhow::ensure!(
-            result.relative_difference().abs() <= tolerance,
-            "{}: ESR {:.5} differs from the manifest's {:.5} by more than {:.1} %",
-            model.display(),
-            result.esr,
-            m.test_esr,
-            100.0 * tolerance
+    println!("{}: {} ({}), {} Hz", model.display(), result.name, result.architecture, result.sample_rate);
+    for s in &result.splits {
+        println!(
+            "  {}: {}\n    ESR {:.5} ({:.3} %) measured here; manifest records {:.5} ({:+.2} %){}",
+            s.split,
+            s.description,
+            s.esr,
+            100.0 * s.esr,
+            s.recorded_esr,
+            100.0 * s.relative_difference(),
+            s.target.map(|t| format!("; target {t}{}", if s.esr <= t { "" } else { " (missed)" })).unwrap_or_default(),
         );
+    }
+    println!("  measured in {:.1} s", started.elapsed().as_secs_f64());
+    if let Some(tolerance) = check {
+        for s in &result.splits {
+            anyhow::ensure!(
+                s.relative_difference().abs() <= tolerance,
+                "{}: {} ESR {:.5} differs from the manifest's {:.5} by more than {:.1} %",
+                model.display(),
+                s.split,
+                s.esr,
+                s.recorded_esr,
+                100.0 * tolerance
+            );
+        }
     }
     Ok(())
 }

@@ -9,6 +9,11 @@
 //!
 //! ESR (error-to-signal ratio) is `Σ(teacher − model)² / Σ teacher²` over the whole split, the model starting from
 //! its prewarmed (silent) state, with no pre-emphasis.
+//!
+//! Two kinds of manifest: an amp model's ([`Manifest`], `training/amp`) has one test split; a modulation model's
+//! ([`ModulationManifest`], `training/modulation`, teacher kind phaser or flanger) has several — held-out audio at
+//! the training rates, at rates between them, and at reduced depth — each a list of chunks with their own LFO
+//! settings, and the model is fed the teacher's LFO beside the audio.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -143,25 +148,46 @@ pub fn test_split(manifest: &Manifest) -> Result<(Vec<f32>, Vec<f32>), String> {
     Ok((input, output))
 }
 
-/// What [`evaluate`] measured.
+/// What [`evaluate`] measured: one line per test split.
 #[derive(Debug, Clone)]
 pub struct Evaluation {
-    pub manifest: Manifest,
     pub manifest_path: PathBuf,
-    /// ESR of the engine's inference against the teacher on the regenerated test split.
+    pub name: String,
+    pub architecture: String,
+    pub sample_rate: u32,
+    pub splits: Vec<SplitEvaluation>,
+}
+
+/// One test split, measured again here.
+#[derive(Debug, Clone)]
+pub struct SplitEvaluation {
+    /// `"test"`, `"test_unseen_rates"`, ...
+    pub split: String,
+    /// What the split holds, for people ("corpus seed 4203, 30 s through teacher amp gain=1.5 ...").
+    pub description: String,
+    /// ESR of the engine's inference against the teacher.
     pub esr: f64,
+    /// ESR the training recipe recorded.
+    pub recorded_esr: f64,
+    /// The ESR the model is meant to reach.
+    pub target: Option<f64>,
+    /// The manifest records that the model misses `target` on this split (it ships as the best its recipe reached).
+    pub target_missed: bool,
     pub seconds: f64,
 }
 
-impl Evaluation {
-    /// `esr / manifest.test_esr − 1`: how far this measurement is from the recorded one, as a fraction.
+impl SplitEvaluation {
+    /// `esr / recorded_esr − 1`: how far this measurement is from the recorded one, as a fraction.
     pub fn relative_difference(&self) -> f64 {
-        self.esr / self.manifest.test_esr.max(f64::MIN_POSITIVE) - 1.0
+        self.esr / self.recorded_esr.max(f64::MIN_POSITIVE) - 1.0
     }
 }
 
-/// Regenerates the test split named by the manifest beside `model_path`, runs the model over it with the engine's
-/// inference (accurate tanh, prewarmed, blocks of 64) and returns the ESR against the teacher.
+/// Regenerates the test splits named by the manifest beside `model_path`, runs the model over them with the engine's
+/// inference (accurate tanh, prewarmed, blocks of 64) and returns the ESR of each against the teacher.
+///
+/// Amp manifests ([`Manifest`]) have one test split; modulation manifests ([`ModulationManifest`], teacher kind
+/// phaser or flanger) have several, each a list of chunks with their own LFO settings.
 pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
     let manifest_path = manifest_path_for(model_path);
     if !manifest_path.is_file() {
@@ -170,35 +196,254 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
             message: format!("no manifest beside it (expected {})", manifest_path.display()),
         });
     }
-    let manifest = Manifest::load(&manifest_path)?;
+    let text = std::fs::read_to_string(&manifest_path)
+        .map_err(|source| EvalError::Io { path: manifest_path.clone(), source })?;
+    let bad_manifest = |message: String| EvalError::BadManifest { path: manifest_path.clone(), message };
+    let kind =
+        serde_json::from_str::<serde_json::Value>(&text).map_err(|e| bad_manifest(e.to_string()))?["teacher"]["kind"]
+            .as_str()
+            .map(str::to_owned);
     let model_error = |message: String| EvalError::Model { path: model_path.to_owned(), message };
-    let named = model_path.file_name().map(|n| n.to_string_lossy().into_owned());
-    if named.as_deref() != Some(manifest.file.as_str()) {
-        return Err(model_error(format!("its manifest describes '{}', not this file", manifest.file)));
+    let check_file = |file: &str, sample_rate: u32| -> Result<nam::NamFile, EvalError> {
+        let named = model_path.file_name().map(|n| n.to_string_lossy().into_owned());
+        if named.as_deref() != Some(file) {
+            return Err(model_error(format!("its manifest describes '{file}', not this file")));
+        }
+        let nam_file = nam::load(model_path).map_err(|e| model_error(e.to_string()))?;
+        if let Some(rate) = nam_file.sample_rate
+            && (rate - f64::from(sample_rate)).abs() > 0.5
+        {
+            return Err(model_error(format!("model rate {rate} Hz, manifest says {sample_rate} Hz")));
+        }
+        Ok(nam_file)
+    };
+
+    if matches!(kind.as_deref(), Some("phaser" | "flanger")) {
+        let manifest = ModulationManifest::parse(&text).map_err(bad_manifest)?;
+        let file = check_file(&manifest.file, manifest.sample_rate)?;
+        let options = nn::BuildOptions::new(TanhMode::Accurate, EVAL_BLOCK);
+        let mut model = nn::build_conditioned(&file, &options).map_err(|e| model_error(e.to_string()))?;
+        if model.in_channels() != 2 {
+            return Err(model_error(format!("{} input channels; a modulation model has 2", model.in_channels())));
+        }
+        let mut splits = Vec::new();
+        for (split, chunks) in &manifest.chunks {
+            let (mut err, mut sig, mut samples) = (0.0f64, 0.0f64, 0usize);
+            for chunk in chunks {
+                let audio = manifest.chunk(chunk).map_err(bad_manifest)?;
+                model.restore_state();
+                let output = run_modulation(model.as_mut(), &audio.input, &audio.lfo);
+                let (e, s) = error_and_signal(&audio.target, &output);
+                err += e;
+                sig += s;
+                samples += audio.input.len();
+            }
+            splits.push(SplitEvaluation {
+                split: split.clone(),
+                description: manifest.describe(split),
+                esr: if sig > 0.0 { err / sig } else { f64::INFINITY },
+                recorded_esr: manifest.results[split].esr,
+                target: manifest.target_esr.get(split).copied(),
+                target_missed: manifest.targets_missed.contains(split),
+                seconds: samples as f64 / f64::from(manifest.sample_rate),
+            });
+        }
+        return Ok(Evaluation {
+            manifest_path,
+            name: manifest.name,
+            architecture: manifest.architecture,
+            sample_rate: manifest.sample_rate,
+            splits,
+        });
     }
-    let file = nam::load(model_path).map_err(|e| model_error(e.to_string()))?;
-    if let Some(rate) = file.sample_rate
-        && (rate - f64::from(manifest.sample_rate)).abs() > 0.5
-    {
-        return Err(model_error(format!("model rate {rate} Hz, manifest says {} Hz", manifest.sample_rate)));
-    }
+
+    let manifest = Manifest::parse(&text).map_err(bad_manifest)?;
+    let file = check_file(&manifest.file, manifest.sample_rate)?;
     let mut model = nn::build(&file, TanhMode::Accurate, EVAL_BLOCK).map_err(|e| model_error(e.to_string()))?;
-    let (input, target) =
-        test_split(&manifest).map_err(|message| EvalError::BadManifest { path: manifest_path.clone(), message })?;
+    let (input, target) = test_split(&manifest).map_err(bad_manifest)?;
     let mut output = vec![0.0f32; input.len()];
     for (x, y) in input.chunks(EVAL_BLOCK).zip(output.chunks_mut(EVAL_BLOCK)) {
         model.process(x, y);
     }
-    Ok(Evaluation {
+    let settings: Vec<String> = manifest.teacher.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let split = SplitEvaluation {
+        split: "test".into(),
+        description: format!(
+            "corpus seed {}, {} s through teacher {} {}",
+            manifest.splits.test.seed,
+            manifest.splits.test.seconds,
+            manifest.teacher.kind,
+            settings.join(" ")
+        ),
         esr: esr(&target, &output),
+        recorded_esr: manifest.test_esr,
+        target: manifest.target_esr,
+        target_missed: false,
         seconds: input.len() as f64 / f64::from(manifest.sample_rate),
-        manifest,
+    };
+    Ok(Evaluation {
         manifest_path,
+        name: manifest.name,
+        architecture: manifest.architecture,
+        sample_rate: manifest.sample_rate,
+        splits: vec![split],
     })
+}
+
+/// Runs a two-input modulation model over `input` with `lfo` in blocks of [`EVAL_BLOCK`], as the pedal does:
+/// output = input + network.
+fn run_modulation(model: &mut dyn nn::Dsp, input: &[f32], lfo: &[f32]) -> Vec<f32> {
+    let mut planar = vec![0.0f32; 2 * EVAL_BLOCK];
+    let mut net = vec![0.0f32; EVAL_BLOCK];
+    let mut output = Vec::with_capacity(input.len());
+    for (x, l) in input.chunks(EVAL_BLOCK).zip(lfo.chunks(EVAL_BLOCK)) {
+        let n = x.len();
+        planar[..n].copy_from_slice(x);
+        planar[n..2 * n].copy_from_slice(l);
+        model.process(&planar[..2 * n], &mut net[..n], n);
+        output.extend(x.iter().zip(&net[..n]).map(|(x, y)| x + y));
+    }
+    output
+}
+
+/// A modulation model's manifest (`training/modulation/train.py`): test splits made of chunks, each a corpus seed
+/// through the teacher at its own LFO rate, waveform, start phase and depth scale.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct ModulationManifest {
+    pub manifest_version: u32,
+    pub name: String,
+    pub file: String,
+    pub architecture: String,
+    pub sample_rate: u32,
+    pub teacher: TeacherSpec,
+    /// Split name → its chunks.
+    pub chunks: BTreeMap<String, Vec<Chunk>>,
+    /// Split name → what the recipe measured.
+    pub results: BTreeMap<String, RecordedSplit>,
+    /// Split name → the ESR it had to reach.
+    pub target_esr: BTreeMap<String, f64>,
+    /// Splits whose recorded ESR is above their target: the model ships as the best its recipe reached, and says so.
+    #[serde(default)]
+    pub targets_missed: Vec<String>,
+}
+
+/// A modulation chunk's audio: the corpus input, the LFO as the model is fed it, and the teacher's output.
+pub struct ChunkAudio {
+    pub input: Vec<f32>,
+    pub lfo: Vec<f32>,
+    pub target: Vec<f32>,
+}
+
+/// One piece of a modulation test split.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Chunk {
+    pub seed: u64,
+    pub seconds: f32,
+    pub rate: f32,
+    pub waveform: String,
+    pub phase: f32,
+    /// The teacher runs at `depth_scale ×` its depth, and the model is fed `depth_scale × LFO`.
+    pub depth_scale: f32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct RecordedSplit {
+    pub esr: f64,
+}
+
+impl ModulationManifest {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let manifest: Self = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if manifest.manifest_version != MANIFEST_VERSION {
+            return Err(format!("manifest_version {} is not supported", manifest.manifest_version));
+        }
+        if !(8_000..=384_000).contains(&manifest.sample_rate) {
+            return Err(format!("sample_rate {} is outside 8000..=384000", manifest.sample_rate));
+        }
+        if manifest.file.is_empty() || Path::new(&manifest.file).components().count() != 1 {
+            return Err(format!("file '{}' must be a file name beside the manifest", manifest.file));
+        }
+        if !manifest.chunks.contains_key("test") {
+            return Err("chunks has no \"test\" split".into());
+        }
+        for split in &manifest.targets_missed {
+            let (Some(target), Some(recorded)) = (manifest.target_esr.get(split), manifest.results.get(split)) else {
+                return Err(format!("targets_missed names '{split}', which has no target or result"));
+            };
+            if recorded.esr <= *target {
+                return Err(format!("targets_missed names '{split}', but its ESR {} meets {target}", recorded.esr));
+            }
+        }
+        for (split, chunks) in &manifest.chunks {
+            let recorded = manifest.results.get(split).ok_or_else(|| format!("results has no \"{split}\""))?;
+            if !(recorded.esr.is_finite() && recorded.esr >= 0.0) {
+                return Err(format!("results.{split}.esr is not a non-negative number"));
+            }
+            if chunks.is_empty() {
+                return Err(format!("chunks.{split} is empty"));
+            }
+            for (i, c) in chunks.iter().enumerate() {
+                let at = format!("chunks.{split}[{i}]");
+                if !(c.seconds > 0.0 && c.seconds <= MAX_SPLIT_SECONDS) {
+                    return Err(format!("{at}.seconds must be in (0, {MAX_SPLIT_SECONDS}]"));
+                }
+                if !(0.0..=1.0).contains(&c.depth_scale) {
+                    return Err(format!("{at}.depth_scale must be in 0..=1"));
+                }
+                manifest.build_teacher(c).map_err(|e| format!("{at}: teacher: {e}"))?;
+            }
+        }
+        Ok(manifest)
+    }
+
+    fn build_teacher(&self, chunk: &Chunk) -> Result<Box<dyn Teacher>, teacher::TeacherError> {
+        let mut params: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.teacher.params {
+            let v = if k == "depth" { v * f64::from(chunk.depth_scale) } else { *v };
+            params.push((k.clone(), v.to_string()));
+        }
+        params.push(("rate".into(), chunk.rate.to_string()));
+        params.push(("waveform".into(), chunk.waveform.clone()));
+        params.push(("phase".into(), chunk.phase.to_string()));
+        teacher::build(&self.teacher.kind, self.sample_rate as f32, &params)
+    }
+
+    /// A chunk's audio, regenerated.
+    pub fn chunk(&self, chunk: &Chunk) -> Result<ChunkAudio, String> {
+        let spec = CorpusSpec { sample_rate: self.sample_rate as f32, ..CorpusSpec::new(chunk.seed, chunk.seconds) };
+        let input = corpus::generate(&spec).samples;
+        let mut teacher = self.build_teacher(chunk).map_err(|e| format!("teacher: {e}"))?;
+        let (output, lfo) = teacher::render(teacher.as_mut(), &input);
+        let lfo = lfo.iter().map(|v| v * chunk.depth_scale).collect();
+        Ok(ChunkAudio { input, lfo, target: output })
+    }
+
+    fn describe(&self, split: &str) -> String {
+        let chunks = &self.chunks[split];
+        let list = |f: &dyn Fn(&Chunk) -> String| {
+            let mut v: Vec<String> = chunks.iter().map(f).collect();
+            v.dedup();
+            v.join(", ")
+        };
+        let seconds: f32 = chunks.iter().map(|c| c.seconds).sum();
+        format!(
+            "{} chunks, {seconds} s: rates {} Hz; {}; depth ×{}",
+            chunks.len(),
+            list(&|c| c.rate.to_string()),
+            list(&|c| c.waveform.clone()),
+            list(&|c| c.depth_scale.to_string()),
+        )
+    }
 }
 
 /// Error-to-signal ratio `Σ(target − output)² / Σ target²` (0 for a silent target matched exactly).
 pub fn esr(target: &[f32], output: &[f32]) -> f64 {
+    let (err, sig) = error_and_signal(target, output);
+    if sig == 0.0 { if err == 0.0 { 0.0 } else { f64::INFINITY } } else { err / sig }
+}
+
+/// `(Σ(target − output)², Σ target²)`, to sum over several pieces before dividing.
+fn error_and_signal(target: &[f32], output: &[f32]) -> (f64, f64) {
     assert_eq!(target.len(), output.len());
     let (mut err, mut sig) = (0.0f64, 0.0f64);
     for (&t, &o) in target.iter().zip(output) {
@@ -206,7 +451,7 @@ pub fn esr(target: &[f32], output: &[f32]) -> f64 {
         err += d * d;
         sig += f64::from(t) * f64::from(t);
     }
-    if sig == 0.0 { if err == 0.0 { 0.0 } else { f64::INFINITY } } else { err / sig }
+    (err, sig)
 }
 
 #[cfg(test)]
@@ -263,6 +508,44 @@ mod tests {
         assert_eq!(y.len(), x.len());
         assert_eq!(test_split(&m).unwrap().1, y, "deterministic");
         assert!(esr(&y, &x) > 0.01, "the teacher changes the signal");
+    }
+
+    const MODULATION: &str = r#"{
+        "manifest_version": 1, "name": "p", "file": "p.nam", "architecture": "LSTM", "sample_rate": 48000,
+        "teacher": {"kind": "phaser", "params": {"stages": 4, "depth": 0.7}},
+        "chunks": {"test": [{"seed": 9, "seconds": 0.5, "rate": 2.0, "waveform": "triangle", "phase": 0.25,
+                             "depth_scale": 0.5}]},
+        "results": {"test": {"esr": 0.03}},
+        "target_esr": {"test": 0.005},
+        "targets_missed": ["test"]
+    }"#;
+
+    #[test]
+    fn a_modulation_chunk_is_the_teacher_at_its_rate_shape_phase_and_scaled_depth() {
+        let m = ModulationManifest::parse(MODULATION).unwrap();
+        let audio = m.chunk(&m.chunks["test"][0]).unwrap();
+        assert_eq!((audio.input.len(), audio.lfo.len(), audio.target.len()), (24_000, 24_000, 24_000));
+        // Triangle from a quarter phase: starts at the top, scaled by the depth scale.
+        assert!((audio.lfo[0] - 0.5).abs() < 1e-6, "{}", audio.lfo[0]);
+        assert!(audio.lfo.iter().all(|v| v.abs() <= 0.5 + 1e-6));
+        // At 2 Hz a quarter second (12 000 samples) is half a cycle: the bottom.
+        assert!((audio.lfo[12_000] + 0.5).abs() < 1e-3, "{}", audio.lfo[12_000]);
+        assert!(esr(&audio.target, &audio.input) > 0.01, "the teacher changes the signal");
+    }
+
+    #[test]
+    fn bad_modulation_manifests_say_what_is_wrong() {
+        let cases = [
+            (MODULATION.replace("\"esr\": 0.03", "\"esr\": 0.001"), "meets 0.005"),
+            (MODULATION.replace("\"results\": {\"test\"", "\"results\": {\"other\""), "no target or result"),
+            (MODULATION.replace("\"depth_scale\": 0.5", "\"depth_scale\": 2"), "depth_scale"),
+            (MODULATION.replace("\"triangle\"", "\"square\""), "chunks.test[0]: teacher"),
+            (MODULATION.replace("\"chunks\": {\"test\"", "\"chunks\": {\"t\""), "no \"test\" split"),
+        ];
+        for (text, expected) in cases {
+            let err = ModulationManifest::parse(&text).unwrap_err();
+            assert!(err.contains(expected), "expected '{expected}' in '{err}'");
+        }
     }
 
     #[test]

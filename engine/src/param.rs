@@ -23,12 +23,38 @@ pub enum Unit {
     Ratio,
     /// On/off switch: 0 or 1.
     Toggle,
+    /// A note value for tempo sync: the value is an index into [`NOTE_DIVISIONS`] (use [`Curve::Stepped`]).
+    NoteDivision,
+}
+
+/// The note values a tempo-synced time steps through, longest first: (label, length in beats, a beat being a
+/// quarter note).
+pub const NOTE_DIVISIONS: &[(&str, f32)] = &[
+    ("4 bars", 16.0),
+    ("2 bars", 8.0),
+    ("1 bar", 4.0),
+    ("1/2", 2.0),
+    ("1/4.", 1.5),
+    ("1/4", 1.0),
+    ("1/8.", 0.75),
+    ("1/8", 0.5),
+    ("1/16", 0.25),
+];
+
+/// Length in beats of the note value at `index` in [`NOTE_DIVISIONS`] (clamped into the list).
+pub fn division_beats(index: f32) -> f32 {
+    NOTE_DIVISIONS[division_index(index)].1
+}
+
+fn division_index(value: f32) -> usize {
+    let last = NOTE_DIVISIONS.len() - 1;
+    if value.is_finite() { (value.round().max(0.0) as usize).min(last) } else { last }
 }
 
 impl Unit {
     pub fn suffix(self) -> &'static str {
         match self {
-            Unit::None | Unit::Toggle => "",
+            Unit::None | Unit::Toggle | Unit::NoteDivision => "",
             Unit::Decibels => " dB",
             Unit::Milliseconds => " ms",
             Unit::Hertz => " Hz",
@@ -171,6 +197,7 @@ impl fmt::Display for FormattedValue<'_> {
         let v = self.value;
         match self.spec.unit {
             Unit::Toggle => f.write_str(if v >= 0.5 { "On" } else { "Off" }),
+            Unit::NoteDivision => f.write_str(NOTE_DIVISIONS[division_index(v)].0),
             Unit::Hertz if v >= 1000.0 => write!(f, "{:.2} kHz", v / 1000.0),
             Unit::Milliseconds if v >= 1000.0 => write!(f, "{:.2} s", v / 1000.0),
             unit => {

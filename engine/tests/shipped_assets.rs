@@ -35,23 +35,43 @@ fn every_shipped_model_matches_its_manifest() {
     assert!(models.len() >= 2, "the default amp models are missing from assets/models: {models:?}");
     for model in &models {
         let result = eval::evaluate(model).unwrap_or_else(|e| panic!("{e}"));
-        let m = &result.manifest;
-        println!(
-            "{}: ESR {:.5} here, {:.5} in the manifest ({:+.2} %)",
-            model.display(),
-            result.esr,
-            m.test_esr,
-            100.0 * result.relative_difference()
-        );
-        assert!(
-            result.relative_difference().abs() <= 0.05,
-            "{}: ESR {} is not within 5 % of the manifest's {}",
-            model.display(),
-            result.esr,
-            m.test_esr
-        );
-        let target = m.target_esr.unwrap_or_else(|| panic!("{}: manifest has no target_esr", model.display()));
-        assert!(result.esr <= target, "{}: ESR {} misses its target {target}", model.display(), result.esr);
+        for s in &result.splits {
+            println!(
+                "{} {}: ESR {:.5} here, {:.5} in the manifest ({:+.2} %)",
+                model.display(),
+                s.split,
+                s.esr,
+                s.recorded_esr,
+                100.0 * s.relative_difference()
+            );
+            assert!(
+                s.relative_difference().abs() <= 0.05,
+                "{} {}: ESR {} is not within 5 % of the manifest's {}",
+                model.display(),
+                s.split,
+                s.esr,
+                s.recorded_esr
+            );
+            // Every model has a target on its main test split; other splits (a modulation model's reduced depth)
+            // may only be measured. A miss the manifest records (the best its recipe reached, shipped as such) is
+            // held to the recorded error above, and reported.
+            assert!(s.split != "test" || s.target.is_some(), "{}: manifest has no target", model.display());
+            match s.target {
+                Some(target) if s.target_missed => {
+                    println!("  {} {}: below its target {target} (recorded in the manifest)", model.display(), s.split)
+                }
+                Some(target) => {
+                    assert!(
+                        s.esr <= target,
+                        "{} {}: ESR {} misses its target {target}",
+                        model.display(),
+                        s.split,
+                        s.esr
+                    )
+                }
+                None => {}
+            }
+        }
     }
 }
 

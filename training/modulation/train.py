@@ -298,6 +298,11 @@ def main() -> None:
     tmp_out = nam_out.with_suffix(".nam.tmp")
     tmp_out.write_text(json.dumps(model, separators=(",", ":")))
     os.replace(tmp_out, nam_out)
+    # A model that misses a target still ships if it is the best the recipe reaches, but says so: the suite then
+    # holds it to its recorded error instead of the target (the target stays in the manifest, and the issue open).
+    missed = [split for split, target in recipe["target_esr"].items() if results[split]["esr"] > target]
+    if missed:
+        log(f"targets missed: {missed}")
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "name": args.recipe,
@@ -308,6 +313,7 @@ def main() -> None:
         "chunks": {split: cs for split, cs in chunks.items() if split.startswith("test")},
         "results": results,
         "target_esr": recipe["target_esr"],
+        "targets_missed": missed,
         "esr_definition": "sum((teacher - model)^2) / sum(teacher^2) over all chunks of a split, the model fed "
                           "[audio, depth_scale * LFO] after 0.5 s of silence from a zero state",
         "training": {

@@ -7,6 +7,7 @@ pub mod cab;
 pub mod gain;
 pub mod gate;
 pub mod missing;
+pub mod modulation;
 
 use std::path::{Path, PathBuf};
 
@@ -66,6 +67,22 @@ pub static KINDS: &[PedalKind] = &[
                 .map_err(|e| BuildError::BadModel { path: e.path, message: e.problem.to_string() })?;
             Ok(Box::new(cab))
         },
+    },
+    PedalKind {
+        kind: modulation::PHASER,
+        name: "Neural Phaser",
+        description: "A phaser learned by an LSTM that is fed the LFO, so rate, depth and sync stay live knobs.",
+        needs_model: false,
+        params: || modulation::PHASER_EFFECT.params(),
+        build: |_| Ok(Box::new(modulation::Modulation::new(modulation::PHASER_EFFECT).map_err(BuildError::Model)?)),
+    },
+    PedalKind {
+        kind: modulation::FLANGER,
+        name: "Neural Flanger",
+        description: "A flanger learned by an LSTM that is fed the LFO: the jet sweep, with rate, depth and sync.",
+        needs_model: false,
+        params: || modulation::FLANGER_EFFECT.params(),
+        build: |_| Ok(Box::new(modulation::Modulation::new(modulation::FLANGER_EFFECT).map_err(BuildError::Model)?)),
     },
     PedalKind {
         kind: gate::KIND,

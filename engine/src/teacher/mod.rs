@@ -173,14 +173,24 @@ impl Lfo {
 
     /// The current value, −1..1.
     pub fn value(&self) -> f32 {
-        let p = self.phase;
-        let v = match self.waveform {
+        Self::shape(self.waveform, self.phase)
+    }
+
+    /// The value of `waveform` at `phase` (0..1), as [`Lfo::value`] computes it.
+    pub fn shape(waveform: Waveform, phase: f64) -> f32 {
+        let p = phase;
+        let v = match waveform {
             Waveform::Sine => (TAU * p).sin(),
             Waveform::Triangle if p < 0.25 => 4.0 * p,
             Waveform::Triangle if p < 0.75 => 2.0 - 4.0 * p,
             Waveform::Triangle => 4.0 * p - 4.0,
         };
         v as f32
+    }
+
+    /// Changes the rate from the next [`Lfo::advance`] on, keeping the phase (no jump in the value).
+    pub fn set_rate(&mut self, sample_rate: f32, rate_hz: f32) {
+        self.increment = f64::from(rate_hz) / f64::from(sample_rate);
     }
 
     /// Moves on by one sample.
