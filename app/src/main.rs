@@ -350,33 +350,66 @@ fn model_chain(nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool) -> an
 fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> anyhow::Result<()> {
     use neuralboard_engine::corpus::{self, CorpusSpec};
     use neuralboard_engine::formats::nam;
-    use neuralboard_engine::nn::{self, TanhMode};
+    use neuralboard_engine::nn::{self, BuildContext, BuildOptions, TanhMode};
+    use neuralboard_engine::teacher::{Lfo, Waveform};
     anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0, "--seconds must be in 0..=3600");
+    anyhow::ensure!((1..=nn::MAX_BLOCK).contains(&block), "--block must be in 1..={}", nn::MAX_BLOCK);
     let file = nam::load(path)?;
     let rate = file.sample_rate.unwrap_or(neuralboard_engine::effects::amp::DEFAULT_MODEL_RATE);
     let tanh = if fast_tanh { TanhMode::Fast } else { TanhMode::Accurate };
-    let mut model = nn::build(&file, tanh, block).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let channels = file.architecture.in_channels();
     // A fixed seed: every run measures the same guitar part.
     let spec = CorpusSpec { seed: 20_261_126, seconds, sample_rate: rate as f32, test_signals: false };
-    let input = corpus::generate(&spec).samples;
+    let audio_in = corpus::generate(&spec).samples;
+    // Models with more inputs (a modulation pedal's audio + LFO) get a 0.5 Hz sine LFO on every extra channel, planar
+    // per block as the engine feeds them; mono models are measured through the player's own interface.
+    let mut lfo = Lfo::new(rate as f32, 0.5, Waveform::Sine, 0.0);
+    let mut input = Vec::with_capacity(audio_in.len() * channels);
+    for chunk in audio_in.chunks(block) {
+        input.extend_from_slice(chunk);
+        let mut values = Vec::with_capacity(chunk.len());
+        for _ in chunk {
+            values.push(lfo.value());
+            lfo.advance();
+        }
+        for _ in 1..channels {
+            input.extend_from_slice(&values);
+        }
+    }
+    let weights;
+    let mut play: Box<dyn FnMut(&[f32], &mut [f32], usize)> = if channels == 1 {
+        let mut model = nn::build(&file, tanh, block).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        weights = model.parameter_count();
+        Box::new(move |i, o, _| model.process(i, o))
+    } else {
+        let ctx = BuildContext::new(BuildOptions::new(tanh, block));
+        let mut dsp = nn::build_dsp(&file, &ctx).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        anyhow::ensure!(dsp.out_channels() == 1, "{}: only models with one output can be measured", path.display());
+        dsp.prewarm(block);
+        weights = dsp.parameter_count();
+        Box::new(move |i, o, n| dsp.process(i, o, n))
+    };
     let mut output = vec![0.0f32; block];
+    let frames = |chunk: &[f32]| chunk.len() / channels;
     // Warm caches and branch predictors on the first second, then measure.
-    for chunk in input.chunks(block).take((rate as usize / block).max(1)) {
-        model.process(chunk, &mut output[..chunk.len()]);
+    for chunk in input.chunks(block * channels).take((rate as usize / block).max(1)) {
+        let n = frames(chunk);
+        play(chunk, &mut output[..n], n);
     }
     let started = Instant::now();
-    for chunk in input.chunks(block) {
-        model.process(chunk, &mut output[..chunk.len()]);
+    for chunk in input.chunks(block * channels) {
+        let n = frames(chunk);
+        play(chunk, &mut output[..n], n);
         std::hint::black_box(&output);
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let audio = input.len() as f64 / rate;
+    let audio = audio_in.len() as f64 / rate;
     println!(
-        "{}: {} ({} weights), {:.0} Hz, block {block}, {} tanh: {audio:.1} s of audio in {elapsed:.3} s on one \
+        "{}: {} ({weights} weights, {channels} input{}), {:.0} Hz, block {block}, {} tanh: {audio:.1} s of audio in {elapsed:.3} s on one \
          thread = real-time factor {:.1}×",
         path.display(),
         file.architecture.name(),
-        model.parameter_count(),
+        if channels == 1 { "" } else { "s" },
         rate,
         if fast_tanh { "fast" } else { "accurate" },
         audio / elapsed.max(1e-9),
