@@ -350,7 +350,7 @@ fn model_chain(nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool) -> an
 fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> anyhow::Result<()> {
     use neuralboard_engine::corpus::{self, CorpusSpec};
     use neuralboard_engine::formats::nam;
-    use neuralboard_engine::nn::{self, BuildContext, BuildOptions, TanhMode};
+    use neuralboard_engine::nn::{self, BuildOptions, TanhMode};
     use neuralboard_engine::teacher::{Lfo, Waveform};
     anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0, "--seconds must be in 0..=3600");
     anyhow::ensure!((1..=nn::MAX_BLOCK).contains(&block), "--block must be in 1..={}", nn::MAX_BLOCK);
@@ -376,16 +376,16 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> an
             input.extend_from_slice(&values);
         }
     }
+    /// Processes one planar block of `n` frames.
+    type Play = Box<dyn FnMut(&[f32], &mut [f32], usize)>;
     let weights;
-    let mut play: Box<dyn FnMut(&[f32], &mut [f32], usize)> = if channels == 1 {
+    let mut play: Play = if channels == 1 {
         let mut model = nn::build(&file, tanh, block).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         weights = model.parameter_count();
         Box::new(move |i, o, _| model.process(i, o))
     } else {
-        let ctx = BuildContext::new(BuildOptions::new(tanh, block));
-        let mut dsp = nn::build_dsp(&file, &ctx).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        anyhow::ensure!(dsp.out_channels() == 1, "{}: only models with one output can be measured", path.display());
-        dsp.prewarm(block);
+        let mut dsp = nn::build_conditioned(&file, &BuildOptions::new(tanh, block))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         weights = dsp.parameter_count();
         Box::new(move |i, o, n| dsp.process(i, o, n))
     };
