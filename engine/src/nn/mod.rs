@@ -94,28 +94,32 @@ pub fn build(file: &NamFile, tanh: TanhMode, max_block: usize) -> Result<Box<dyn
 
 /// [`build`] with every option.
 pub fn build_with(file: &NamFile, options: &BuildOptions) -> Result<Box<dyn NeuralModel>, BuildError> {
-    let max_block = options.max_block;
-    if max_block == 0 || max_block > MAX_BLOCK {
-        return Err(BuildError::BadBlockSize { max_block });
-    }
-    if options.prewarm_block == 0 || options.prewarm_block > max_block {
-        return Err(BuildError::BadPrewarmBlock { prewarm_block: options.prewarm_block, max_block });
-    }
-    file.validate()?;
-    let (inputs, outputs) = (file.architecture.in_channels(), file.architecture.out_channels());
-    if inputs != 1 || outputs != 1 {
-        return Err(BuildError::NotMono { inputs, outputs });
-    }
-    let mut dsp = build_dsp(file, &BuildContext::new(*options))?;
-    dsp.prewarm(options.prewarm_block);
-    Ok(Box::new(Model { dsp, max_block }))
+    let dsp = build_prewarmed(file, options, |inputs, outputs| {
+        if inputs != 1 || outputs != 1 {
+            return Err(BuildError::NotMono { inputs, outputs });
+        }
+        Ok(())
+    })?;
+    Ok(Box::new(Model { dsp, max_block: options.max_block }))
 }
 
-/// What the layer builders share: the options, and the running total of floats allocated (checked against
-/// [`MAX_MODEL_FLOATS`] before each allocation, so an absurd model fails cleanly instead of exhausting memory).
 /// Builds a model with more than one input channel (audio plus control signals, such as the LFO of the modulation
 /// pedals) and one output, prewarmed: the caller feeds planar `in_channels × n` blocks through [`Dsp::process`].
 pub fn build_conditioned(file: &NamFile, options: &BuildOptions) -> Result<Box<dyn Dsp>, BuildError> {
+    build_prewarmed(file, options, |_, outputs| {
+        if outputs != 1 {
+            return Err(BuildError::Inconsistent(format!("the model has {outputs} outputs; one is needed")));
+        }
+        Ok(())
+    })
+}
+
+/// Checks the options, the file and its (inputs, outputs) with `channels`, then builds and prewarms.
+fn build_prewarmed(
+    file: &NamFile,
+    options: &BuildOptions,
+    channels: impl FnOnce(usize, usize) -> Result<(), BuildError>,
+) -> Result<Box<dyn Dsp>, BuildError> {
     let max_block = options.max_block;
     if max_block == 0 || max_block > MAX_BLOCK {
         return Err(BuildError::BadBlockSize { max_block });
@@ -124,15 +128,14 @@ pub fn build_conditioned(file: &NamFile, options: &BuildOptions) -> Result<Box<d
         return Err(BuildError::BadPrewarmBlock { prewarm_block: options.prewarm_block, max_block });
     }
     file.validate()?;
-    let outputs = file.architecture.out_channels();
-    if outputs != 1 {
-        return Err(BuildError::Inconsistent(format!("the model has {outputs} outputs; one is needed")));
-    }
+    channels(file.architecture.in_channels(), file.architecture.out_channels())?;
     let mut dsp = build_dsp(file, &BuildContext::new(*options))?;
     dsp.prewarm(options.prewarm_block);
     Ok(dsp)
 }
 
+/// What the layer builders share: the options, and the running total of floats allocated (checked against
+/// [`MAX_MODEL_FLOATS`] before each allocation, so an absurd model fails cleanly instead of exhausting memory).
 pub struct BuildContext {
     pub tanh: TanhMode,
     pub max_block: usize,
