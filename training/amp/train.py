@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,6 +36,9 @@ from pathlib import Path
 import numpy as np
 from scipy.io import wavfile
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import esr, git_commit, log, neuralboard_binary, run  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 RECIPES = HERE / "recipes.json"
@@ -44,24 +46,6 @@ OUT_DIR = REPO / "assets" / "models" / "amp"
 # The trainer requires at least 0.4 s of silent input right before each split starts.
 PRE_SILENCE_S = 0.5
 MANIFEST_VERSION = 1
-
-
-def log(msg: str) -> None:
-    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def neuralboard_binary() -> Path:
-    env = os.environ.get("NEURALBOARD")
-    if env:
-        return Path(env)
-    log("building neuralboard (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "neuralboard"], cwd=REPO, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    return target / "release" / "neuralboard"
-
-
-def run(cmd: list) -> None:
-    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
 
 
 def read_float(path: Path) -> tuple[np.ndarray, int]:
@@ -106,10 +90,6 @@ def teacher(nb: Path, tmp: Path, recipe: dict, x: np.ndarray, rate: int, name: s
     return y
 
 
-def esr(y: np.ndarray, y_hat: np.ndarray) -> float:
-    return float(np.sum((y - y_hat) ** 2) / np.sum(y**2))
-
-
 def trainer_forward(nam_path: Path, x: np.ndarray) -> np.ndarray:
     """The trainer's own forward pass of an exported .nam, from a silent history (as a player's prewarm)."""
     import torch
@@ -150,16 +130,6 @@ def checkpoint_esr(name: str) -> float:
     return float(name.split("ESR=")[1].split("_")[0])
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "app"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -177,7 +147,7 @@ def main() -> None:
     import nam
     import nam.train.full as full
 
-    commit = git_commit()  # before anything runs: the tree the data and the recipe come from
+    commit = git_commit(["engine", "app"])  # before anything runs: the tree the data and the recipe come from
     nb = neuralboard_binary().resolve()
     work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
     if work.exists() and args.workdir:

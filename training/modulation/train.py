@@ -38,7 +38,6 @@ import datetime
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +45,9 @@ from pathlib import Path
 
 import numpy as np
 from scipy.io import wavfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import esr, git_commit, log, neuralboard_binary, run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -55,24 +57,6 @@ OUT_DIR = REPO / "assets" / "models" / "modulation"
 PREWARM_S = 0.5
 MANIFEST_VERSION = 1
 GOLDEN = 0.618034
-
-
-def log(msg: str) -> None:
-    print(f"[train {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def neuralboard_binary() -> Path:
-    env = os.environ.get("NEURALBOARD")
-    if env:
-        return Path(env)
-    log("building neuralboard (release)")
-    subprocess.run(["cargo", "build", "--release", "-p", "neuralboard"], cwd=REPO, check=True)
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    return target / "release" / "neuralboard"
-
-
-def run(cmd: list) -> None:
-    subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
 
 
 def read_float(path: Path) -> np.ndarray:
@@ -114,21 +98,6 @@ def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarr
     return x, (lfo * np.float32(chunk["depth_scale"])).astype(np.float32), y
 
 
-def esr(y: np.ndarray, y_hat: np.ndarray) -> float:
-    y, y_hat = y.astype(np.float64), y_hat.astype(np.float64)
-    return float(np.sum((y - y_hat) ** 2) / np.sum(y**2))
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "engine", "app", "training"], cwd=REPO,
-                               capture_output=True, text=True).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,7 +114,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(learning["seed"])
-    commit = git_commit()
+    commit = git_commit(["engine", "app", "training"])
     nb = neuralboard_binary().resolve()
     work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
     tmp = work / "data"
