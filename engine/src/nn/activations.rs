@@ -19,21 +19,60 @@ pub enum TanhMode {
     Fast,
 }
 
-/// NeuralAmpModelerCore's fast tanh (a rational approximation, |error| < 1e-3), in the same operation order.
-// The constants are written exactly as in the reference so that they round to the same `f32`s.
+// NeuralAmpModelerCore's fast tanh constants, written exactly as in the reference so that they round to the same
+// `f32`s: `x·(A + A|x| + (B + C|x|)x²) / (D + (D + x²)·|x + E·x·|x||)`.
 #[allow(clippy::excessive_precision)]
+pub(crate) const FAST_TANH_A: f32 = 2.45550750702956;
+#[allow(clippy::excessive_precision)]
+pub(crate) const FAST_TANH_B: f32 = 0.893229853513558;
+#[allow(clippy::excessive_precision)]
+pub(crate) const FAST_TANH_C: f32 = 0.821226666969744;
+#[allow(clippy::excessive_precision)]
+pub(crate) const FAST_TANH_D: f32 = 2.44506634652299;
+#[allow(clippy::excessive_precision)]
+pub(crate) const FAST_TANH_E: f32 = 0.814642734961073;
+
+/// NeuralAmpModelerCore's fast tanh (a rational approximation, |error| < 1e-3), in the same operation order.
 #[inline]
 pub fn fast_tanh(x: f32) -> f32 {
     let ax = x.abs();
     let x2 = x * x;
-    (x * (2.45550750702956 + 2.45550750702956 * ax + (0.893229853513558 + 0.821226666969744 * ax) * x2))
-        / (2.44506634652299 + (2.44506634652299 + x2) * (x + 0.814642734961073 * x * ax).abs())
+    (x * (FAST_TANH_A + FAST_TANH_A * ax + (FAST_TANH_B + FAST_TANH_C * ax) * x2))
+        / (FAST_TANH_D + (FAST_TANH_D + x2) * (x + FAST_TANH_E * x * ax).abs())
 }
 
-const LN2_HI: f32 = 0.693_145_75; // ln 2 to 16 bits: n·LN2_HI is exact for the n used here
-const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 − LN2_HI
-/// 1.5·2²³: adding and subtracting it rounds an `f32` in [0, 2²²) to the nearest integer, without a libm call.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(crate) const LN2_HI: f32 = 0.693_145_75; // ln 2 to 16 bits: n·LN2_HI is exact for |n| < 2⁸
+pub(crate) const LN2_LO: f32 = 1.428_606_8e-6; // ln 2 − LN2_HI
+/// 1.5·2²³: adding and subtracting it rounds an `f32` in (−2²², 2²²) to the nearest integer, without a libm call.
+pub(crate) const ROUND_MAGIC: f32 = 12_582_912.0;
+/// Taylor coefficients of `expm1(r)/r = Σ rᵐ/(m+1)!`, m = 0..7 (remainder < 3e-10 relative for |r| ≤ ln2/2).
+pub(crate) const EXPM1_TAYLOR: [f32; 8] =
+    [1.0, 1.0 / 2.0, 1.0 / 6.0, 1.0 / 24.0, 1.0 / 120.0, 1.0 / 720.0, 1.0 / 5040.0, 1.0 / 40320.0];
+/// Cephes' `expf` polynomial: `expm1(r) ≈ r + r²·P(r)` on |r| ≤ ln2/2, P of degree 5 (highest coefficient first; the
+/// last, 0.50000001201, rounds to ½ in `f32`). As accurate as [`EXPM1_TAYLOR`] for the activations (see the AVX2
+/// LSTM kernel's tests) with two operations fewer.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) const EXPM1_MINIMAX: [f32; 6] =
+    [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+/// [`accurate_sigmoid`] clamps `−x` to this range, where `2ⁿ` of the reduction stays a normal `f32`. Beyond it the
+/// sigmoid is 1 to within an ulp, or below 1e-38.
+pub(crate) const SIGMOID_EXP_MIN: f32 = -87.0;
+pub(crate) const SIGMOID_EXP_MAX: f32 = 88.0;
+
+/// The reduction behind the exp-based activations: `y = n·ln2 + r` with |r| ≤ ln2/2; returns `(2ⁿ, expm1(r))`, so
+/// that `exp(y) = 2ⁿ·expm1(r) + 2ⁿ` and `expm1(y) = 2ⁿ·expm1(r) + (2ⁿ − 1)`. `y` must lie in [−87, 88] (2ⁿ normal).
+/// Branch-free and call-free, so that loops over it vectorise.
+#[inline(always)]
+fn exp_reduced(y: f32) -> (f32, f32) {
+    let k = y * std::f32::consts::LOG2_E + ROUND_MAGIC;
+    let n = k - ROUND_MAGIC;
+    let r = (y - n * LN2_HI) - n * LN2_LO;
+    let c = EXPM1_TAYLOR;
+    let p = r * (c[0] + r * (c[1] + r * (c[2] + r * (c[3] + r * (c[4] + r * (c[5] + r * (c[6] + r * c[7])))))));
+    // 2ⁿ, built from n's bits: k's mantissa holds n (two's complement) under the magic's bits.
+    let scale = f32::from_bits(k.to_bits().wrapping_sub(ROUND_MAGIC.to_bits()).wrapping_add(127) << 23);
+    (scale, p)
+}
 
 /// `tanh` to within a few ulp (max relative error < 3e-7 against `f64::tanh`, see the tests), written without
 /// branches or calls so that a loop over a block vectorises: `f32::tanh` is a libm call per sample and cost as much
@@ -44,20 +83,21 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// then `e = 2ⁿ·expm1(r) + (2ⁿ − 1)`. Beyond |x| = 9, tanh is 1 to within half an ulp. NaN gives ±1.
 #[inline(always)]
 pub fn accurate_tanh(x: f32) -> f32 {
-    let y = 2.0 * x.abs().min(9.0);
-    let k = y * std::f32::consts::LOG2_E + ROUND_MAGIC;
-    let n = k - ROUND_MAGIC;
-    let r = (y - n * LN2_HI) - n * LN2_LO;
-    let p = r
-        * (1.0
-            + r * (1.0 / 2.0
-                + r * (1.0 / 6.0
-                    + r * (1.0 / 24.0
-                        + r * (1.0 / 120.0 + r * (1.0 / 720.0 + r * (1.0 / 5040.0 + r * (1.0 / 40320.0))))))));
-    // 2ⁿ, built from n's bits (0 ≤ n ≤ 26, so the exponent is in range).
-    let scale = f32::from_bits((k.to_bits() - ROUND_MAGIC.to_bits() + 127) << 23);
+    let (scale, p) = exp_reduced(2.0 * x.abs().min(9.0));
     let e = scale * p + (scale - 1.0);
     (e / (e + 2.0)).copysign(x)
+}
+
+/// The logistic sigmoid `1 / (1 + e⁻ˣ)` to within a few ulp (see the tests), branch-free like [`accurate_tanh`]:
+/// `e⁻ˣ = 2ⁿ·expm1(r) + 2ⁿ` from the same reduction. Below x = −88 it returns σ(−88) ≈ 6e-39 instead of a smaller
+/// number.
+#[inline(always)]
+// max/min, not clamp: NaN gives 1 rather than NaN, as the vector kernel's max/min instructions do.
+#[allow(clippy::manual_clamp)]
+pub fn accurate_sigmoid(x: f32) -> f32 {
+    let (scale, p) = exp_reduced((-x).max(SIGMOID_EXP_MIN).min(SIGMOID_EXP_MAX));
+    let e = scale * p + scale;
+    1.0 / (1.0 + e)
 }
 
 /// Sigmoid built on [`fast_tanh`]: what the LSTM cell uses in fast mode.
@@ -189,7 +229,7 @@ fn prelu(data: &mut [f32], rows: usize, n: usize, period: usize, slopes: &[f32])
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -232,6 +272,53 @@ mod tests {
         for (x, y) in xs.iter().zip(&block) {
             assert_eq!(y.to_bits(), accurate_tanh(*x).to_bits(), "{x}");
         }
+    }
+
+    /// Max absolute and relative error of `f` against `exact` (in f64) over a dense sweep of [−30, 30] plus
+    /// far-out, tiny and special inputs.
+    pub(crate) fn max_errors(f: impl Fn(&[f32], &mut [f32]), exact: impl Fn(f64) -> f64) -> ((f64, f32), (f64, f32)) {
+        let xs: Vec<f32> = (-3_000_000..=3_000_000)
+            .map(|i| i as f32 * 1e-5)
+            .chain((-40..=40).map(|e| 2f32.powi(e) * 1.2345))
+            .chain((-40..=40).map(|e| -(2f32.powi(e) * 1.2345)))
+            .chain([1e-40, -1e-40, f32::MIN_POSITIVE, 0.0, -0.0, 87.5, -87.5, 88.5, -88.5, 1e30, -1e30])
+            .chain([f32::INFINITY, f32::NEG_INFINITY])
+            .collect();
+        let mut ys = vec![0.0; xs.len()];
+        f(&xs, &mut ys);
+        let (mut abs, mut rel) = ((0.0f64, 0.0f32), (0.0f64, 0.0f32));
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let want = exact(f64::from(x));
+            let err = (f64::from(y) - want).abs();
+            if err > abs.0 {
+                abs = (err, x);
+            }
+            // Relative error where the result is a normal f32 (below that, the absolute error is what counts).
+            if want.abs() >= f64::from(f32::MIN_POSITIVE) && err / want.abs() > rel.0 {
+                rel = (err / want.abs(), x);
+            }
+        }
+        (abs, rel)
+    }
+
+    pub(crate) fn exact_sigmoid(x: f64) -> f64 {
+        1.0 / (1.0 + (-x).exp())
+    }
+
+    #[test]
+    fn accurate_sigmoid_is_within_a_few_ulp_of_the_exact_sigmoid() {
+        let map = |xs: &[f32], ys: &mut [f32]| xs.iter().zip(ys).for_each(|(x, y)| *y = accurate_sigmoid(*x));
+        let (abs, rel) = max_errors(map, exact_sigmoid);
+        eprintln!(
+            "accurate_sigmoid: max abs error {:.3e} at x = {}, max rel error {:.3e} at {}",
+            abs.0, abs.1, rel.0, rel.1
+        );
+        // An ulp of 1 is 6e-8 (for outputs near 1 that is the best f32 can do); relative 3e-7 is a few ulp anywhere.
+        assert!(abs.0 < 1.2e-7, "max abs error {:.3e} at x = {}", abs.0, abs.1);
+        assert!(rel.0 < 3e-7, "max relative error {:.3e} at x = {}", rel.0, rel.1);
+        assert_eq!(accurate_sigmoid(0.0), 0.5);
+        assert_eq!(accurate_sigmoid(f32::INFINITY), 1.0);
+        assert!(accurate_sigmoid(f32::NEG_INFINITY) < 1e-38);
     }
 
     #[test]

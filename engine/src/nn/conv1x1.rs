@@ -104,14 +104,6 @@ fn weighted_sum_with<M: MulAdd, const C: usize>(
     }
 }
 
-/// `y += w · x` over one row of frames.
-#[inline]
-pub(crate) fn axpy(y: &mut [f32], w: f32, x: &[f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y += w * x;
-    }
-}
-
 /// `y = W x (+ b)` per frame, with `groups` independent diagonal blocks.
 #[derive(Debug, Clone)]
 pub struct Conv1x1 {
