@@ -306,8 +306,11 @@ impl Pedal for Modulation {
     }
 
     fn reset(&mut self) {
+        // The network goes back to its prewarmed state, which saw the LFO at 0, so the LFO starts again from 0 too:
+        // a network whose LFO input jumps (here, from 0 to wherever the sweep was) rings.
         if let Some(core) = &mut self.core {
             core.model.restore_state();
+            core.lfo.restart();
         }
         if let Some(adapter) = &mut self.adapter {
             adapter.reset();
@@ -395,6 +398,30 @@ mod tests {
         let mut b = pedal(PHASER_EFFECT);
         b.set_param(RATE, 0.5);
         assert_eq!(run(&mut b), first, "same knobs, same output");
+    }
+
+    #[test]
+    fn modulation_reset_mid_sweep_restarts_the_lfo_so_the_network_does_not_ring() {
+        for effect in [PHASER_EFFECT, FLANGER_EFFECT] {
+            let mut p = pedal(effect);
+            p.set_param(RATE, 1.0);
+            // A quarter second of noise takes a 1 Hz sine LFO to its peak.
+            let mut noise: Vec<f32> = crate::teacher::testing::noise(12_000, 7).iter().map(|x| 0.3 * x).collect();
+            for chunk in noise.chunks_mut(64) {
+                p.process(chunk);
+            }
+            assert!((p.lfo_phase().unwrap() - 0.25).abs() < 1e-3);
+            p.reset();
+            assert_eq!(p.lfo_phase(), Some(0.0));
+            // Silence after the reset must stay (near) silent: the prewarmed network with the LFO it was prewarmed
+            // with. (Before the LFO restarted, the flanger rang at 0.25 peak here.)
+            let mut silence = vec![0.0f32; 4800];
+            for chunk in silence.chunks_mut(64) {
+                p.process(chunk);
+            }
+            let peak = silence.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            assert!(peak < 0.01, "{}: {peak} peak after a reset", effect.kind);
+        }
     }
 
     #[test]

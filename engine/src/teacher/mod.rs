@@ -193,6 +193,11 @@ impl Lfo {
         self.increment = f64::from(rate_hz) / f64::from(sample_rate);
     }
 
+    /// Goes back to phase 0, where both waveforms are 0: the LFO value a prewarmed model has seen.
+    pub fn restart(&mut self) {
+        self.phase = 0.0;
+    }
+
     /// Moves on by one sample.
     pub fn advance(&mut self) {
         self.phase += self.increment;
