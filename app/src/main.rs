@@ -72,8 +72,8 @@ enum Command {
     /// Measure how fast a .nam model runs: real-time factor (audio seconds per second of one CPU thread) over
     /// guitar-like input from the corpus generator, at the model's sample rate.
     Bench {
-        /// The model to measure.
-        #[arg(long, value_name = "MODEL.nam")]
+        /// The model to measure: a `.nam` file, or a compressor's `.s4d.json` (measured at its controls' midpoints).
+        #[arg(long, visible_alias = "model", value_name = "MODEL.nam")]
         nam: PathBuf,
         /// Seconds of audio to process.
         #[arg(long, default_value_t = 60.0)]
@@ -354,10 +354,34 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> an
     use neuralboard_engine::teacher::{Lfo, Waveform};
     anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0, "--seconds must be in 0..=3600");
     anyhow::ensure!((1..=nn::MAX_BLOCK).contains(&block), "--block must be in 1..={}", nn::MAX_BLOCK);
-    let file = nam::load(path)?;
-    let rate = file.sample_rate.unwrap_or(neuralboard_engine::effects::amp::DEFAULT_MODEL_RATE);
+    /// Processes one planar block of `n` frames.
+    type Play = Box<dyn FnMut(&[f32], &mut [f32], usize)>;
     let tanh = if fast_tanh { TanhMode::Fast } else { TanhMode::Accurate };
-    let channels = file.architecture.in_channels();
+    let (mut play, rate, channels, weights, architecture): (Play, f64, usize, usize, String) =
+        if path.to_string_lossy().ends_with(".s4d.json") {
+            let file = neuralboard_engine::formats::s4d::load(path)?;
+            let mut net = neuralboard_engine::nn::s4d::S4dNetwork::new(&file, block);
+            let middle: Vec<f32> = file.config.controls.iter().map(|c| 0.5 * (c.min + c.max)).collect();
+            net.set_controls(&middle);
+            let weights = net.parameter_count();
+            let rate = f64::from(net.sample_rate());
+            (Box::new(move |i, o, _| net.process(i, o)), rate, 1, weights, "S4D".to_owned())
+        } else {
+            let file = nam::load(path)?;
+            let rate = file.sample_rate.unwrap_or(neuralboard_engine::effects::amp::DEFAULT_MODEL_RATE);
+            let channels = file.architecture.in_channels();
+            let architecture = file.architecture.name().to_owned();
+            let in_file = |e: nn::BuildError| anyhow::anyhow!("{}: {e}", path.display());
+            if channels == 1 {
+                let mut model = nn::build(&file, tanh, block).map_err(in_file)?;
+                let weights = model.parameter_count();
+                (Box::new(move |i, o, _| model.process(i, o)), rate, 1, weights, architecture)
+            } else {
+                let mut dsp = nn::build_conditioned(&file, &BuildOptions::new(tanh, block)).map_err(in_file)?;
+                let weights = dsp.parameter_count();
+                (Box::new(move |i, o, n| dsp.process(i, o, n)), rate, channels, weights, architecture)
+            }
+        };
     // A fixed seed: every run measures the same guitar part.
     let spec = CorpusSpec { seed: 20_261_126, seconds, sample_rate: rate as f32, test_signals: false };
     let audio_in = corpus::generate(&spec).samples;
@@ -376,19 +400,6 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> an
             input.extend_from_slice(&values);
         }
     }
-    /// Processes one planar block of `n` frames.
-    type Play = Box<dyn FnMut(&[f32], &mut [f32], usize)>;
-    let weights;
-    let mut play: Play = if channels == 1 {
-        let mut model = nn::build(&file, tanh, block).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        weights = model.parameter_count();
-        Box::new(move |i, o, _| model.process(i, o))
-    } else {
-        let mut dsp = nn::build_conditioned(&file, &BuildOptions::new(tanh, block))
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        weights = dsp.parameter_count();
-        Box::new(move |i, o, n| dsp.process(i, o, n))
-    };
     let mut output = vec![0.0f32; block];
     let frames = |chunk: &[f32]| chunk.len() / channels;
     // Warm caches and branch predictors on the first second, then measure.
@@ -408,7 +419,7 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> an
         "{}: {} ({weights} weights, {channels} input{}), {:.0} Hz, block {block}, {} tanh: {audio:.1} s of audio in {elapsed:.3} s on one \
          thread = real-time factor {:.1}×",
         path.display(),
-        file.architecture.name(),
+        architecture,
         if channels == 1 { "" } else { "s" },
         rate,
         if fast_tanh { "fast" } else { "accurate" },

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod dynamics;
+
 use crate::corpus::{self, CorpusSpec};
 use crate::formats::nam;
 use crate::nn::{self, TanhMode};

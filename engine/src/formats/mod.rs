@@ -1,2 +1,3 @@
 pub mod ir;
 pub mod nam;
+pub mod s4d;

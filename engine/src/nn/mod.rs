@@ -17,6 +17,7 @@ pub mod conv1x1;
 pub mod convnet;
 pub mod linear;
 pub mod lstm;
+pub mod s4d;
 pub mod simd;
 pub mod slimmable;
 pub mod wavenet;

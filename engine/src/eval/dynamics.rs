@@ -1,0 +1,146 @@
+//! How a compressor model's dynamics compare with its teacher's: the static gain-reduction curve and the attack
+//! and release times, measured the same way on both (the measurements a reviewer of a hardware compressor makes).
+//!
+//! - **Static curve**: a steady 1 kHz tone at each level from −40 to 0 dBFS in 2 dB steps, played long enough for
+//!   every envelope to settle (`SETTLE_S`); the gain reduction is the input's RMS over the output's over the last
+//!   `MEASURE_S`, in dB.
+//! - **Attack and release**: a 1 kHz tone that steps from −30 dBFS up to −6 dBFS and, after `HOLD_S`, back down.
+//!   The gain reduction is followed in 1 ms windows; the attack time is the time from the step up until it has
+//!   covered 63 % of its way to the value at the end of the hold, the release time the time from the step down until
+//!   it has covered 63 % of its way back to the quiet level's.
+//!
+//! The processors are any `FnMut(&[f32], &mut [f32])`: the teacher ticked sample by sample, or a network in blocks.
+
+/// One processor under test, fed blocks (its state continuing from block to block).
+pub type Processor<'a> = dyn FnMut(&[f32], &mut [f32]) + 'a;
+
+const TONE_HZ: f64 = 1000.0;
+/// How long each static level plays before it is measured, and over how long it is measured.
+pub const SETTLE_S: f32 = 3.0;
+pub const MEASURE_S: f32 = 0.25;
+/// Levels of the attack/release test and how long the loud part lasts.
+pub const QUIET_DBFS: f32 = -30.0;
+pub const LOUD_DBFS: f32 = -6.0;
+pub const HOLD_S: f32 = 2.0;
+const WINDOW_S: f32 = 0.001;
+const BLOCK: usize = 64;
+
+/// A steady tone of `peak_dbfs` (peak level), `n` samples, continuing the phase from `start`.
+fn tone(sample_rate: f32, peak_dbfs: f32, start: usize, n: usize) -> Vec<f32> {
+    let amplitude = 10f64.powf(f64::from(peak_dbfs) / 20.0);
+    let w = std::f64::consts::TAU * TONE_HZ / f64::from(sample_rate);
+    (start..start + n).map(|i| (amplitude * (w * i as f64).sin()) as f32).collect()
+}
+
+fn run(process: &mut Processor, input: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0; input.len()];
+    for (i, o) in input.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
+        process(i, o);
+    }
+    out
+}
+
+fn mean_square(x: &[f32]) -> f64 {
+    x.iter().map(|&v| f64::from(v) * f64::from(v)).sum::<f64>() / x.len().max(1) as f64
+}
+
+/// Gain reduction in dB (≥ 0 when the output is quieter) from input and output excerpts.
+fn reduction_db(input: &[f32], output: &[f32]) -> f64 {
+    10.0 * (mean_square(input) / mean_square(output).max(1e-30)).log10()
+}
+
+/// The static curve: `(level dBFS, gain reduction dB)` for each level from −40 to 0 dBFS in 2 dB steps. `fresh`
+/// gives a processor in its initial state (each level is measured from that state, as a fresh unit would be).
+pub fn static_curve(sample_rate: f32, fresh: &mut dyn FnMut() -> Box<Processor<'static>>) -> Vec<(f32, f64)> {
+    let settle = (SETTLE_S * sample_rate) as usize;
+    let measure = (MEASURE_S * sample_rate) as usize;
+    (0..=20)
+        .map(|step| {
+            let level = -40.0 + 2.0 * step as f32;
+            let input = tone(sample_rate, level, 0, settle + measure);
+            let output = run(&mut *fresh(), &input);
+            (level, reduction_db(&input[settle..], &output[settle..]))
+        })
+        .collect()
+}
+
+/// Attack and release times, seconds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timing {
+    pub attack_s: f64,
+    pub release_s: f64,
+    /// Gain reduction at the end of the loud part (dB), for the report.
+    pub held_reduction_db: f64,
+}
+
+/// Measures attack and release on a processor in its initial state; `None` when the step does not make it compress
+/// (a gain-reduction change under 1 dB has no meaningful time constant).
+pub fn timing(sample_rate: f32, process: &mut Processor) -> Option<Timing> {
+    let lead = (1.0 * sample_rate) as usize;
+    let hold = (HOLD_S * sample_rate) as usize;
+    let tail = (3.0 * sample_rate) as usize;
+    let mut input = tone(sample_rate, QUIET_DBFS, 0, lead);
+    input.extend(tone(sample_rate, LOUD_DBFS, lead, hold));
+    input.extend(tone(sample_rate, QUIET_DBFS, lead + hold, tail));
+    let output = run(process, &input);
+    let window = (WINDOW_S * sample_rate) as usize;
+    let reduction: Vec<f64> =
+        input.chunks(window).zip(output.chunks(window)).map(|(i, o)| reduction_db(i, o)).collect();
+    let at = |sample: usize| sample / window;
+    let quiet_before = reduction[at(lead) - 1];
+    let held = reduction[at(lead + hold) - 1];
+    let quiet_after = *reduction.last()?;
+    if held - quiet_before < 1.0 || held - quiet_after < 1.0 {
+        return None;
+    }
+    let crossing = |from: usize, goal: &dyn Fn(f64) -> bool| {
+        reduction[from..].iter().position(|&r| goal(r)).map(|w| (w as f64 + 0.5) * f64::from(WINDOW_S))
+    };
+    let attack_goal = quiet_before + 0.63 * (held - quiet_before);
+    let release_goal = held - 0.63 * (held - quiet_after);
+    Some(Timing {
+        attack_s: crossing(at(lead), &|r| r >= attack_goal)?,
+        release_s: crossing(at(lead + hold), &|r| r <= release_goal)?,
+        held_reduction_db: held,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::teacher::Teacher;
+    use crate::teacher::opto::{Opto, OptoSettings};
+
+    const RATE: f32 = 48_000.0;
+
+    fn opto(peak_reduction: f32, limit: f32) -> Box<Processor<'static>> {
+        let mut teacher = Opto::new(RATE, OptoSettings { peak_reduction, gain: 0.0, limit });
+        Box::new(move |input: &[f32], output: &mut [f32]| {
+            for (y, &x) in output.iter_mut().zip(input) {
+                *y = teacher.tick(x);
+            }
+        })
+    }
+
+    #[test]
+    fn dynamics_the_static_curve_of_the_teacher_is_its_designed_curve() {
+        let curve = static_curve(RATE, &mut || opto(60.0, 0.0));
+        // Threshold at peak reduction 60: 10 − 0.5·60 = −20 dB (RMS of the detector: a tone's RMS is 3 dB under its
+        // peak); 3:1 above the knee.
+        let teacher = Opto::new(RATE, OptoSettings { peak_reduction: 60.0, gain: 0.0, limit: 0.0 });
+        for &(level, reduction) in &curve {
+            let designed = f64::from(teacher.static_reduction_db(level - 3.0103));
+            assert!((reduction - designed).abs() < 0.2, "{level} dBFS: measured {reduction}, designed {designed}");
+        }
+        assert!(curve[0].1.abs() < 0.01 && curve[20].1 > 10.0, "{curve:?}");
+    }
+
+    #[test]
+    fn dynamics_the_teachers_attack_is_fast_and_its_release_slow() {
+        let t = timing(RATE, &mut *opto(80.0, 0.0)).unwrap();
+        assert!(t.held_reduction_db > 5.0, "{t:?}");
+        assert!((0.001..0.03).contains(&t.attack_s), "{t:?}");
+        assert!(t.release_s > 0.05 && t.release_s < 3.0, "{t:?}");
+        assert!(timing(RATE, &mut *opto(0.0, 0.0)).is_none(), "no compression, no timing");
+    }
+}

@@ -1,0 +1,411 @@
+//! The `neuralboard-s4d` model file: a stack of diagonal state-space (S4D) blocks with FiLM-conditioned controls,
+//! as `training/compressor/train.py` exports it. JSON, because it is what the trainer writes without extra packages
+//! and what a person can open to see what was shipped.
+//!
+//! ```text
+//! { "format": "neuralboard-s4d", "version": 1, "sample_rate": 48000,
+//!   "config": { "channels": H, "modes": N, "depth": D, "embedding": E,
+//!               "controls": [{"name": "peak_reduction", "min": 0, "max": 100}, ...] },
+//!   "weights": { "mlp": [{"weight": [[in] x out], "bias": [out]}, ...],   ReLU after every layer, the last included
+//!                "expand": {"weight": [H], "bias": [H]},
+//!                "blocks": [{ "linear": {"weight": [[H] x H], "bias": [H]}, "prelu1": a,
+//!                             "ssm": {"dt": [H], "a_re": [[N] x H], "a_im": .., "c_re": .., "c_im": .., "d": [H]},
+//!                             "norm": {"mean": [H], "var": [H], "eps": e},
+//!                             "film": {"weight": [[E] x 2H], "bias": [2H]}, "prelu2": a, "residual": [H] }, ...],
+//!                "contract": {"weight": [H], "bias": b} },
+//!   "output": "tanh", "metadata": { "name": ..., ... } }
+//! ```
+//!
+//! Everything is checked here (shapes, finite numbers, a stable state matrix, positive step sizes and variances,
+//! sizes within limits), so the network built from a [`S4dFile`] never meets a surprise.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The `format` value of these files.
+pub const FORMAT: &str = "neuralboard-s4d";
+/// Files larger than this are refused before reading (a shipped model is a few hundred kB).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+/// Limits on the sizes a file may declare: far above anything trained, low enough that a hostile file cannot make
+/// the engine allocate without bound.
+pub const MAX_CHANNELS: usize = 256;
+pub const MAX_MODES: usize = 64;
+pub const MAX_DEPTH: usize = 32;
+pub const MAX_WIDTH: usize = 1024;
+
+/// Why an S4D model file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum S4dError {
+    #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<S4dError>,
+    },
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the file is {size} bytes; S4D model files over {MAX_FILE_BYTES} bytes are refused")]
+    FileTooLarge { size: u64 },
+    #[error("not a valid neuralboard-s4d file: {0}")]
+    Json(String),
+    #[error("format \"{0}\" is not {FORMAT}")]
+    WrongFormat(String),
+    #[error("version {0} is not supported (this player reads version 1)")]
+    UnsupportedVersion(u32),
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn invalid(path: impl Into<String>, message: impl Into<String>) -> S4dError {
+    S4dError::Invalid { path: path.into(), message: message.into() }
+}
+
+/// One control the network is conditioned on; the MLP sees `(value − min) / (max − min)`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Control {
+    pub name: String,
+    pub min: f32,
+    pub max: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    /// Channels through the stack (H).
+    pub channels: usize,
+    /// Complex modes per channel in each state-space layer (N).
+    pub modes: usize,
+    /// Number of blocks.
+    pub depth: usize,
+    /// Width of the control embedding the FiLM layers read (the MLP's last layer).
+    pub embedding: usize,
+    pub controls: Vec<Control>,
+}
+
+/// A dense layer, `y = W x + b`, `weight[out][in]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Dense {
+    pub weight: Vec<Vec<f32>>,
+    pub bias: Vec<f32>,
+}
+
+/// A per-channel affine map, `y_c = w_c x + b_c` (expand) or the output projection (`y = w · h + b`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PerChannel<B> {
+    pub weight: Vec<f32>,
+    pub bias: B,
+}
+
+/// The continuous-time diagonal state space of one block, per channel `c` and mode `n`:
+/// `x' = A x + u`, `y = 2 Re(C x) + D u`, sampled with step `dt` (zero-order hold).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Ssm {
+    pub dt: Vec<f32>,
+    pub a_re: Vec<Vec<f32>>,
+    pub a_im: Vec<Vec<f32>>,
+    pub c_re: Vec<Vec<f32>>,
+    pub c_im: Vec<Vec<f32>>,
+    pub d: Vec<f32>,
+}
+
+/// Batch-norm running statistics (no affine: FiLM follows).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Norm {
+    pub mean: Vec<f32>,
+    pub var: Vec<f32>,
+    pub eps: f32,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Block {
+    pub linear: Dense,
+    pub prelu1: f32,
+    pub ssm: Ssm,
+    pub norm: Norm,
+    /// `2H` outputs from the embedding: rows `0..H` scale (γ), rows `H..2H` shift (β).
+    pub film: Dense,
+    pub prelu2: f32,
+    pub residual: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Weights {
+    pub mlp: Vec<Dense>,
+    pub expand: PerChannel<Vec<f32>>,
+    pub blocks: Vec<Block>,
+    pub contract: PerChannel<f32>,
+}
+
+/// The parsed, validated file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct S4dFile {
+    pub format: String,
+    pub version: u32,
+    pub sample_rate: f32,
+    pub config: Config,
+    pub weights: Weights,
+    pub output: String,
+    #[serde(default)]
+    pub metadata: serde_json::Value,
+}
+
+impl S4dFile {
+    /// The `metadata.name` of the file, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.metadata.get("name").and_then(|n| n.as_str())
+    }
+
+    /// Number of weights (what the GUI shows as the model's size).
+    pub fn parameter_count(&self) -> usize {
+        let dense = |d: &Dense| d.weight.iter().map(Vec::len).sum::<usize>() + d.bias.len();
+        let w = &self.weights;
+        let blocks: usize = w
+            .blocks
+            .iter()
+            .map(|b| {
+                let ssm = &b.ssm;
+                // A and C: complex, one per channel and mode.
+                let modes = 4 * ssm.a_re.len() * self.config.modes;
+                dense(&b.linear) + 2 + ssm.dt.len() + ssm.d.len() + modes + dense(&b.film) + b.residual.len()
+            })
+            .sum();
+        w.mlp.iter().map(dense).sum::<usize>() + 2 * w.expand.weight.len() + blocks + w.contract.weight.len() + 1
+    }
+
+    fn validate(&self) -> Result<(), S4dError> {
+        if self.format != FORMAT {
+            return Err(S4dError::WrongFormat(self.format.clone()));
+        }
+        if self.version != 1 {
+            return Err(S4dError::UnsupportedVersion(self.version));
+        }
+        if !(self.sample_rate.is_finite() && (8_000.0..=768_000.0).contains(&self.sample_rate)) {
+            return Err(invalid("sample_rate", format!("{} Hz is not a usable rate", self.sample_rate)));
+        }
+        if self.output != "tanh" {
+            return Err(invalid("output", format!("\"{}\" is not a known output (tanh)", self.output)));
+        }
+        let c = &self.config;
+        for (what, value, limit) in [
+            ("config.channels", c.channels, MAX_CHANNELS),
+            ("config.modes", c.modes, MAX_MODES),
+            ("config.depth", c.depth, MAX_DEPTH),
+            ("config.embedding", c.embedding, MAX_WIDTH),
+        ] {
+            if value == 0 || value > limit {
+                return Err(invalid(what, format!("{value} is outside 1..={limit}")));
+            }
+        }
+        if c.controls.is_empty() || c.controls.len() > MAX_WIDTH {
+            return Err(invalid("config.controls", "expected 1 to 1024 controls"));
+        }
+        for (i, control) in c.controls.iter().enumerate() {
+            if !(control.min.is_finite() && control.max.is_finite() && control.max > control.min) {
+                return Err(invalid(format!("config.controls[{i}]"), "needs finite min < max"));
+            }
+        }
+        let h = c.channels;
+        let w = &self.weights;
+
+        // The control MLP: controls → … → embedding.
+        if w.mlp.is_empty() {
+            return Err(invalid("weights.mlp", "needs at least one layer"));
+        }
+        let mut width = c.controls.len();
+        for (i, layer) in w.mlp.iter().enumerate() {
+            let out = if i + 1 == w.mlp.len() { c.embedding } else { layer.bias.len() };
+            check_dense(&format!("weights.mlp[{i}]"), layer, width, out)?;
+            width = out;
+        }
+        check_vec("weights.expand.weight", &w.expand.weight, h)?;
+        check_vec("weights.expand.bias", &w.expand.bias, h)?;
+        check_vec("weights.contract.weight", &w.contract.weight, h)?;
+        check_finite("weights.contract.bias", &[w.contract.bias])?;
+        if w.blocks.len() != c.depth {
+            return Err(invalid("weights.blocks", format!("{} blocks, config.depth says {}", w.blocks.len(), c.depth)));
+        }
+        for (i, b) in w.blocks.iter().enumerate() {
+            let at = |field: &str| format!("weights.blocks[{i}].{field}");
+            check_dense(&at("linear"), &b.linear, h, h)?;
+            check_dense(&at("film"), &b.film, c.embedding, 2 * h)?;
+            check_finite(&at("prelu1"), &[b.prelu1])?;
+            check_finite(&at("prelu2"), &[b.prelu2])?;
+            check_vec(&at("residual"), &b.residual, h)?;
+            check_vec(&at("norm.mean"), &b.norm.mean, h)?;
+            check_vec(&at("norm.var"), &b.norm.var, h)?;
+            if !(b.norm.eps.is_finite() && b.norm.eps >= 0.0) {
+                return Err(invalid(at("norm.eps"), "must be finite and ≥ 0"));
+            }
+            if b.norm.var.iter().any(|&v| v < 0.0 || v + b.norm.eps <= 0.0) {
+                return Err(invalid(at("norm.var"), "variances must be ≥ 0 and var + eps > 0"));
+            }
+            let s = &b.ssm;
+            check_vec(&at("ssm.dt"), &s.dt, h)?;
+            if s.dt.iter().any(|&dt| dt <= 0.0) {
+                return Err(invalid(at("ssm.dt"), "step sizes must be > 0"));
+            }
+            check_vec(&at("ssm.d"), &s.d, h)?;
+            for (name, m) in [("a_re", &s.a_re), ("a_im", &s.a_im), ("c_re", &s.c_re), ("c_im", &s.c_im)] {
+                check_matrix(&at(&format!("ssm.{name}")), m, h, c.modes)?;
+            }
+            if s.a_re.iter().flatten().any(|&a| a >= 0.0) {
+                return Err(invalid(at("ssm.a_re"), "real parts must be < 0 (a stable, decaying state)"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_finite(path: &str, values: &[f32]) -> Result<(), S4dError> {
+    match values.iter().find(|v| !v.is_finite()) {
+        Some(v) => Err(invalid(path, format!("{v} is not a finite number"))),
+        None => Ok(()),
+    }
+}
+
+fn check_vec(path: &str, values: &[f32], len: usize) -> Result<(), S4dError> {
+    if values.len() != len {
+        return Err(invalid(path, format!("{} values, expected {len}", values.len())));
+    }
+    check_finite(path, values)
+}
+
+fn check_matrix(path: &str, rows: &[Vec<f32>], n_rows: usize, n_cols: usize) -> Result<(), S4dError> {
+    if rows.len() != n_rows {
+        return Err(invalid(path, format!("{} rows, expected {n_rows}", rows.len())));
+    }
+    for (r, row) in rows.iter().enumerate() {
+        check_vec(&format!("{path}[{r}]"), row, n_cols)?;
+    }
+    Ok(())
+}
+
+fn check_dense(path: &str, layer: &Dense, inputs: usize, outputs: usize) -> Result<(), S4dError> {
+    if inputs > MAX_WIDTH || outputs == 0 || outputs > MAX_WIDTH {
+        return Err(invalid(path, format!("{inputs} → {outputs} is outside the supported widths (1..={MAX_WIDTH})")));
+    }
+    check_matrix(&format!("{path}.weight"), &layer.weight, outputs, inputs)?;
+    check_vec(&format!("{path}.bias"), &layer.bias, outputs)
+}
+
+/// Parses and validates the text of a file.
+pub fn parse(text: &str) -> Result<S4dFile, S4dError> {
+    let file: S4dFile = serde_json::from_str(text).map_err(|e| S4dError::Json(e.to_string()))?;
+    file.validate()?;
+    Ok(file)
+}
+
+/// Reads, parses and validates a file; errors name it.
+pub fn load(path: &Path) -> Result<S4dFile, S4dError> {
+    let in_file = |e: S4dError| S4dError::InFile { path: path.to_owned(), source: Box::new(e) };
+    let size = std::fs::metadata(path).map_err(|e| in_file(e.into()))?.len();
+    if size > MAX_FILE_BYTES {
+        return Err(in_file(S4dError::FileTooLarge { size }));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| in_file(e.into()))?;
+    parse(&text).map_err(in_file)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// A small valid file with deterministic, non-trivial weights: `channels` channels, 2 modes, 2 blocks, controls
+    /// [peak_reduction 0..100, limit 0..1], an MLP 2 → 4 → 3. Not a model: for checking the parser and the maths.
+    pub(crate) fn tiny(channels: usize) -> Value {
+        let mut seed = 1u32;
+        let mut next = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        let mut vector = |n: usize, scale: f32| (0..n).map(|_| scale * next()).collect::<Vec<f32>>();
+        let h = channels;
+        let mut matrix = |r: usize, c: usize, scale: f32| (0..r).map(|_| vector(c, scale)).collect::<Vec<_>>();
+        let mut block = || {
+            // Time constants from 1/(0.5·0.1) = 20 samples to 2000 and more: fast and slow modes.
+            let dt: Vec<f32> = (0..h).map(|c| 10f32.powf(-1.0 - c as f32 * 0.7)).collect();
+            json!({
+                "linear": {"weight": matrix(h, h, 0.8), "bias": matrix(1, h, 0.2)[0]},
+                "prelu1": 0.25,
+                "ssm": {
+                    "dt": dt,
+                    "a_re": vec![vec![-0.5, -0.5]; h],
+                    "a_im": vec![vec![0.0, std::f32::consts::PI]; h],
+                    "c_re": matrix(h, 2, 1.0), "c_im": matrix(h, 2, 1.0), "d": matrix(1, h, 1.0)[0]
+                },
+                "norm": {"mean": matrix(1, h, 0.1)[0], "var": vec![0.5; h], "eps": 1e-5},
+                "film": {"weight": matrix(2 * h, 3, 1.0), "bias": matrix(1, 2 * h, 0.5)[0]},
+                "prelu2": 0.1,
+                "residual": matrix(1, h, 1.0)[0]
+            })
+        };
+        let blocks = vec![block(), block()];
+        let mlp = json!([{"weight": matrix(4, 2, 1.0), "bias": matrix(1, 4, 0.5)[0]},
+                         {"weight": matrix(3, 4, 1.0), "bias": matrix(1, 3, 0.5)[0]}]);
+        let expand = json!({"weight": matrix(1, h, 2.0)[0], "bias": matrix(1, h, 0.1)[0]});
+        let contract = json!({"weight": matrix(1, h, 0.5)[0], "bias": 0.01});
+        json!({
+            "format": "neuralboard-s4d", "version": 1, "sample_rate": 48000,
+            "config": {"channels": h, "modes": 2, "depth": 2, "embedding": 3,
+                       "controls": [{"name": "peak_reduction", "min": 0, "max": 100}, {"name": "limit", "min": 0, "max": 1}]},
+            "weights": {"mlp": mlp, "expand": expand, "blocks": blocks, "contract": contract},
+            "output": "tanh",
+            "metadata": {"name": "tiny"}
+        })
+    }
+
+    fn error_of(mutate: impl FnOnce(&mut Value)) -> String {
+        let mut v = tiny(3);
+        mutate(&mut v);
+        parse(&v.to_string()).map(|_| ()).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn s4d_a_valid_file_parses_and_counts_its_weights() {
+        let file = parse(&tiny(3).to_string()).unwrap();
+        assert_eq!(file.name(), Some("tiny"));
+        // mlp 2·4+4 + 4·3+3; expand 6; per block: linear 9+3, prelus 2, ssm 3+3+4·3·2, film 6·3+6, residual 3;
+        // contract 3+1.
+        let block = 12 + 2 + 30 + 24 + 3;
+        assert_eq!(file.parameter_count(), 12 + 15 + 6 + 2 * block + 4);
+    }
+
+    #[test]
+    fn s4d_bad_files_say_what_is_wrong() {
+        type Mutation = Box<dyn FnOnce(&mut Value)>;
+        let cases: Vec<(Mutation, &str)> = vec![
+            (Box::new(|v| v["format"] = json!("nam")), "format \"nam\""),
+            (Box::new(|v| v["version"] = json!(2)), "version 2"),
+            (Box::new(|v| v["weights"]["blocks"][1]["ssm"]["a_re"][0][1] = json!(0.1)), "blocks[1].ssm.a_re"),
+            (Box::new(|v| v["weights"]["blocks"][0]["ssm"]["dt"][2] = json!(0.0)), "step sizes"),
+            (Box::new(|v| v["weights"]["blocks"][0]["norm"]["var"][0] = json!(-1.0)), "norm.var"),
+            (Box::new(|v| v["weights"]["blocks"][0]["film"]["weight"][5] = json!([1.0])), "film.weight[5]: 1 values"),
+            (Box::new(|v| v["weights"]["expand"]["bias"] = json!([1.0])), "expand.bias: 1 values, expected 3"),
+            (Box::new(|v| v["config"]["depth"] = json!(3)), "2 blocks, config.depth says 3"),
+            (Box::new(|v| v["config"]["channels"] = json!(100_000)), "config.channels"),
+            (Box::new(|v| v["config"]["controls"][0]["max"] = json!(-1)), "min < max"),
+            (Box::new(|v| v["output"] = json!("relu")), "\"relu\""),
+            (Box::new(|v| v["weights"].as_object_mut().unwrap().remove("contract").map(drop).unwrap()), "contract"),
+        ];
+        for (mutate, wanted) in cases {
+            let e = error_of(mutate);
+            assert!(e.contains(wanted), "{e:?} should mention {wanted:?}");
+        }
+        assert!(parse("").unwrap_err().to_string().contains("not a valid"));
+        assert!(parse("{\"format\": 1}").is_err());
+    }
+
+    #[test]
+    fn s4d_load_names_the_file() {
+        let dir = std::env::temp_dir().join(format!("nb-s4d-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("broken.s4d.json");
+        std::fs::write(&path, "{ truncated").unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("broken.s4d.json") && e.contains("not a valid"), "{e}");
+        let e = load(&dir.join("absent.json")).unwrap_err().to_string();
+        assert!(e.contains("absent.json") && e.contains("cannot read"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
