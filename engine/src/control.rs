@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use crate::chain::{Chain, Slot, SlotId};
+use crate::chain::{Chain, MAX_SLOTS, Slot, SlotId};
 use crate::dsp::meter::Levels;
 use crate::dsp::tuner::TunerReading;
 use crate::param::ParamId;
@@ -188,6 +188,9 @@ pub struct Telemetry {
     pub(crate) tuner_cents: AtomicF32,
     pub(crate) tuner_clarity: AtomicF32,
     pub(crate) latency_samples: AtomicU32,
+    /// Gain reduction of the dynamics pedals, by chain position, packed by [`GainReductions::pack`] so that a
+    /// reader never pairs one slot's id with another's value. 0 = no reading.
+    pub(crate) gain_reduction: [AtomicU64; MAX_SLOTS],
     pub(crate) frames: AtomicU64,
     pub(crate) dropped_events: AtomicU64,
     pub(crate) leaked_garbage: AtomicU64,
@@ -209,6 +212,8 @@ pub struct TelemetrySnapshot {
     pub tuner: Option<TunerReading>,
     /// Latency the engaged pedals add, in samples.
     pub latency_samples: u32,
+    /// Gain reduction (dB) of each pedal that meters it (compressors).
+    pub gain_reduction: GainReductions,
     /// Frames processed since the engine started.
     pub frames: u64,
     /// Events lost because nobody drained the queue; should stay 0.
@@ -246,10 +251,44 @@ impl Telemetry {
             cpu_peak: self.cpu_peak.take(),
             tuner,
             latency_samples: self.latency_samples.load(Ordering::Relaxed),
+            gain_reduction: GainReductions(std::array::from_fn(|i| {
+                GainReductions::unpack(self.gain_reduction[i].load(Ordering::Relaxed))
+            })),
             frames: self.frames.load(Ordering::Relaxed),
             dropped_events: self.dropped_events.load(Ordering::Relaxed),
             leaked_garbage: self.leaked_garbage.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// The sign bit of a packed gain-reduction reading: set when the word holds one.
+const PRESENT: u32 = 1 << 31;
+
+/// The gain reduction readings of one [`TelemetrySnapshot`], by slot.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GainReductions(pub(crate) [Option<(SlotId, f32)>; MAX_SLOTS]);
+
+impl Default for GainReductions {
+    fn default() -> Self {
+        Self([None; MAX_SLOTS])
+    }
+}
+
+impl GainReductions {
+    /// The gain reduction (dB) the pedal in `slot` applies, if it meters one.
+    pub fn get(&self, slot: SlotId) -> Option<f32> {
+        self.0.iter().flatten().find(|(id, _)| *id == slot).map(|&(_, db)| db)
+    }
+
+    /// Packs one reading into a word: the slot id in the high 32 bits, the value (≥ 0, so its sign bit is free) in
+    /// the low ones with the sign bit set to mark a reading; 0 is "no reading".
+    pub(crate) fn pack(slot: SlotId, db: f32) -> u64 {
+        (u64::from(slot.0) << 32) | u64::from(db.max(0.0).to_bits() | PRESENT)
+    }
+
+    fn unpack(word: u64) -> Option<(SlotId, f32)> {
+        let low = word as u32;
+        (low & PRESENT != 0).then(|| (SlotId((word >> 32) as u32), f32::from_bits(low & !PRESENT)))
     }
 }
 
@@ -276,5 +315,19 @@ impl CommandSender {
 
     pub fn send(&mut self, command: Command) -> Result<(), QueueFull> {
         self.producer.push(command).map_err(|_| QueueFull(self.source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gain_reduction_readings_round_trip_with_their_slot() {
+        for (slot, db) in [(0, 0.0), (0, 12.5), (7, 0.0), (u32::MAX, 40.0)] {
+            assert_eq!(GainReductions::unpack(GainReductions::pack(SlotId(slot), db)), Some((SlotId(slot), db)));
+        }
+        assert_eq!(GainReductions::unpack(0), None);
+        assert_eq!(GainReductions::unpack(GainReductions::pack(SlotId(3), -2.0)), Some((SlotId(3), 0.0)));
     }
 }

@@ -9,8 +9,8 @@ use std::time::Instant;
 
 use crate::chain::{Chain, FaultLog};
 use crate::control::{
-    COMMAND_QUEUE, ChainSwap, Command, CommandKind, CommandSender, EVENT_QUEUE, Event, Fault, GARBAGE_QUEUE, Garbage,
-    SOURCES, Source, Telemetry,
+    COMMAND_QUEUE, ChainSwap, Command, CommandKind, CommandSender, EVENT_QUEUE, Event, Fault, GARBAGE_QUEUE,
+    GainReductions, Garbage, SOURCES, Source, Telemetry,
 };
 use crate::controller::Controller;
 use crate::dsp::denormal::DenormalGuard;
@@ -423,6 +423,13 @@ impl Engine {
         }
         t.limiter_gain.store(self.limiter.take_reduction());
         t.latency_samples.store(self.chain.latency() as u32, Ordering::Relaxed);
+        let mut meters = self.chain.slots().filter_map(|slot| {
+            let db = slot.pedal().gain_reduction_db().filter(|db| db.is_finite())?;
+            Some(GainReductions::pack(slot.id(), if slot.is_bypassed() { 0.0 } else { db }))
+        });
+        for cell in &t.gain_reduction {
+            cell.store(meters.next().unwrap_or(0), Ordering::Relaxed);
+        }
         if self.tuner_enabled {
             match self.tuner.reading() {
                 Some(r) => {

@@ -29,7 +29,7 @@ pub mod takes;
 pub mod teacher;
 
 pub use chain::SlotId;
-pub use control::{Command, CommandKind, Event, Telemetry, TelemetrySnapshot};
+pub use control::{Command, CommandKind, Event, GainReductions, Telemetry, TelemetrySnapshot};
 pub use controller::{Controller, SlotState, SlotStatus};
 pub use engine::{Engine, EngineConfig};
 pub use param::{ParamId, ParamSpec};

@@ -84,4 +84,10 @@ pub trait Pedal: Send {
     fn latency(&self) -> usize {
         0
     }
+
+    /// Gain reduction (dB, ≥ 0) a dynamics pedal is applying now, for its meter; `None` for pedals without one.
+    /// Read by the audio thread after each block: cheap, no allocation.
+    fn gain_reduction_db(&self) -> Option<f32> {
+        None
+    }
 }

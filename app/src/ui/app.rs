@@ -149,6 +149,8 @@ pub struct App {
     pub(super) tuner: Option<(u8, f32)>,
     pub(super) tuner_muted: bool,
     pub(super) cpu: f32,
+    /// The compressors' gain reduction, shown on their pedals.
+    pub(super) gain_reduction: neuralboard_engine::GainReductions,
     pub(super) notice: Option<Notice>,
     /// The last MIDI message and what it did, or the MIDI state ("MIDI unavailable: …").
     pub(super) midi_status: String,
@@ -260,6 +262,7 @@ impl App {
             tuner: None,
             tuner_muted: false,
             cpu: 0.0,
+            gain_reduction: Default::default(),
             notice: None,
             midi_status: String::new(),
             pedal_errors: Vec::new(),
@@ -471,6 +474,7 @@ impl App {
         self.output_meter.update(t.output.peak, t.output.rms, t.output.clipped, dt);
         self.tuner = t.tuner.map(|r| (r.note, r.cents));
         self.cpu = t.cpu_load;
+        self.gain_reduction = t.gain_reduction;
         if self.notice.as_ref().is_some_and(|n| now.duration_since(n.at) > NOTICE_FOR) {
             self.notice = None;
         }

@@ -190,6 +190,9 @@ fn pedal_card<'a>(app: &'a App, index: usize, slot: &'a SlotState) -> Element<'a
         }
         body = body.push(list);
     }
+    if let Some(db) = app.gain_reduction.get(slot.id) {
+        body = body.push(gain_reduction_meter(db, accent));
+    }
     body = body.push(Space::new().height(Length::Fill));
     let engaged = !slot.bypassed;
     body = body.push(container(Space::new().width(12).height(12)).style(move |_| style::led(engaged)));
@@ -217,6 +220,30 @@ fn pedal_card<'a>(app: &'a App, index: usize, slot: &'a SlotState) -> Element<'a
             iced::mouse::Interaction::Grab
         })
         .into()
+}
+
+/// Gain reduction range the meter shows.
+const GAIN_REDUCTION_FULL_SCALE_DB: f32 = 20.0;
+
+/// A compressor's gain-reduction meter: a bar that grows from the right as the pedal pulls the level down, as on a
+/// hardware unit, with the value in dB.
+fn gain_reduction_meter<'a>(db: f32, accent: iced::Color) -> Element<'a, Message> {
+    const WIDTH: f32 = 96.0;
+    let fill = (db / GAIN_REDUCTION_FULL_SCALE_DB).clamp(0.0, 1.0) * WIDTH;
+    let bar = container(
+        container(Space::new().width(fill).height(6)).style(move |_| style::meter_fill(style::shade(accent, 0.6))),
+    )
+    .width(WIDTH)
+    .align_right(WIDTH)
+    .style(style::meter_track);
+    column![
+        text("GAIN REDUCTION").size(9).color(style::DIM),
+        bar,
+        text(format!("−{db:.1} dB")).size(11).color(style::TEXT),
+    ]
+    .spacing(3)
+    .align_x(Alignment::Center)
+    .into()
 }
 
 /// The dashed "+" slot at the end of the chain, and the palette it opens.

@@ -112,6 +112,24 @@ pub fn bar(_: &Theme) -> container::Style {
     }
 }
 
+/// The empty track of a small bar meter.
+pub fn meter_track(_: &Theme) -> container::Style {
+    container::Style {
+        background: Some(Background::Color(shade(PANEL, -0.3))),
+        border: Border { color: RAISED, width: 1.0, radius: 3.0.into() },
+        ..container::Style::default()
+    }
+}
+
+/// The lit part of a small bar meter, in the pedal's colour.
+pub fn meter_fill(color: Color) -> container::Style {
+    container::Style {
+        background: Some(Background::Color(color)),
+        border: Border { radius: 3.0.into(), ..Border::default() },
+        ..container::Style::default()
+    }
+}
+
 /// A round LED.
 pub fn led(on: bool) -> container::Style {
     container::Style {
