@@ -4,7 +4,9 @@
 //! rows (`y_o = Σ_j w_oj · x_j`), vectorised over frames whatever the channel count — small channel counts (3, 8, 16)
 //! are the norm in amp models, where per-frame dot products would not vectorise.
 
-use super::simd::Isa;
+#[cfg(target_arch = "x86_64")]
+use super::simd::Fused;
+use super::simd::{Isa, MulAdd, Separate};
 use super::{BuildError, Weights};
 
 /// Frames accumulated together in registers by the baseline [`weighted_sum`]: 16 `f32` are four SSE registers.
@@ -12,29 +14,6 @@ const CHUNK: usize = 16;
 /// The same on the AVX2/FMA path: eight AVX registers, enough independent sums to hide the FMA latency.
 #[cfg(target_arch = "x86_64")]
 const WIDE_CHUNK: usize = 64;
-
-/// How a term is added to an accumulator: `acc + w·x` rounded twice, or fused.
-trait MulAdd {
-    fn mul_add(acc: f32, w: f32, x: f32) -> f32;
-}
-
-struct Separate;
-impl MulAdd for Separate {
-    #[inline(always)]
-    fn mul_add(acc: f32, w: f32, x: f32) -> f32 {
-        acc + w * x
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Fused;
-#[cfg(target_arch = "x86_64")]
-impl MulAdd for Fused {
-    #[inline(always)]
-    fn mul_add(acc: f32, w: f32, x: f32) -> f32 {
-        w.mul_add(x, acc)
-    }
-}
 
 /// `out[t] = Σ_i weights[i] · data[offset(i) + t] + bias` for `t < out.len()`, on the best kernel for `isa`.
 ///

@@ -28,6 +28,29 @@ impl Isa {
     }
 }
 
+/// How a term is added to an accumulator: `acc + w·x` rounded twice, or fused.
+pub(crate) trait MulAdd {
+    fn mul_add(acc: f32, w: f32, x: f32) -> f32;
+}
+
+pub(crate) struct Separate;
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(acc: f32, w: f32, x: f32) -> f32 {
+        acc + w * x
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Fused;
+#[cfg(target_arch = "x86_64")]
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(acc: f32, w: f32, x: f32) -> f32 {
+        w.mul_add(x, acc)
+    }
+}
+
 /// Runs `f` over `data`, compiled for the best available ISA. `f` must be `#[inline(always)]`-friendly (a closure or a
 /// small `#[inline]` function) so that its body is compiled inside the feature-enabled function.
 #[inline(always)]
