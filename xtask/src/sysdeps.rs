@@ -120,6 +120,11 @@ pub const PACKAGES: &[SysPackage] = &[
         why: "dpkg-shlibdeps: cargo-deb works out the package's library dependencies with it",
     },
     SysPackage {
+        name: "desktop-file-utils",
+        needed_for: &[Test],
+        why: "desktop-file-validate: the package test checks the installed desktop entry",
+    },
+    SysPackage {
         name: "libgl1-mesa-dri",
         needed_for: &[Run, Test],
         why: "Mesa OpenGL drivers: wgpu's GL fallback and GLX under Xvfb",
