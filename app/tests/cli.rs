@@ -313,6 +313,37 @@ fn midi_commands_say_plainly_when_midi_is_unavailable() {
     }
 }
 
+/// `--version`, and `--help` for every subcommand: each says what it does (the first line under `Usage`) and exits 0.
+#[test]
+fn every_subcommand_explains_itself() {
+    let version = run(bin().arg("--version"));
+    assert!(version.status.success());
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("neuralboard {}", env!("CARGO_PKG_VERSION")));
+    let subcommands: &[&[&str]] = &[
+        &[],
+        &["gui"],
+        &["render"],
+        &["bench"],
+        &["corpus"],
+        &["teacher"],
+        &["cab-ir"],
+        &["eval"],
+        &["play"],
+        &["paths"],
+        &["midi"],
+        &["midi", "ports"],
+        &["midi", "monitor"],
+    ];
+    for subcommand in subcommands {
+        let help = run(bin().args(*subcommand).arg("--help"));
+        let stdout = String::from_utf8_lossy(&help.stdout);
+        assert!(help.status.success(), "{subcommand:?} --help: {}", String::from_utf8_lossy(&help.stderr));
+        let about = stdout.lines().next().unwrap_or_default();
+        assert!(!about.starts_with("Usage") && about.len() > 10, "{subcommand:?} --help says what it does: {stdout}");
+        assert!(stdout.contains("Usage: neuralboard"), "{stdout}");
+    }
+}
+
 /// The first start copies the factory presets into the player's folder; later starts neither overwrite an edited
 /// copy nor bring back a deleted one. `play` starts the board's session even where no audio device can be opened.
 #[test]
