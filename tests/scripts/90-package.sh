@@ -3,7 +3,8 @@
 # that build already from `cargo test`), installed with apt (which checks that every dependency it names exists),
 # and run from the installed files alone, from a folder outside the checkout with NEURALBOARD_ASSETS unset. The
 # installed binary must find its models and presets in /usr/share/neuralboard, not in the checkout it was built
-# from (which a debug build still knows the path of). Then the desktop entry is validated and the package removed.
+# from (which a debug build still knows the path of). Then the desktop entry is validated, the archive
+# (`--tarball`) is unpacked and run the same way, and the package is removed.
 #
 # Skips (exit 0, saying why) where it cannot run: no dpkg (not Debian/Ubuntu), not root and no password-less sudo,
 # or Neuralboard already installed on a developer's machine (this test would replace it, then remove it).
@@ -74,9 +75,11 @@ wav_info() {
 }
 
 say "building the package from the dev profile"
-deb=$(cargo xtask package --profile dev)
-[[ -f $deb ]] || fail "cargo xtask package printed '$deb', which is not a file"
-say "built $deb ($(du -h "$deb" | cut -f1)) in $((SECONDS - started)) s"
+built=$(cargo xtask package --profile dev --tarball)
+deb=$(sed -n 1p <<<"$built")
+archive=$(sed -n 2p <<<"$built")
+[[ -f $deb && -f $archive ]] || fail "cargo xtask package printed '$built', not a package and an archive"
+say "built $deb ($(du -h "$deb" | cut -f1)) and $(basename "$archive") in $((SECONDS - started)) s"
 
 upstream_version=$(dpkg-deb -f "$deb" Version)
 upstream_version=${upstream_version%-*}
@@ -136,6 +139,23 @@ read -r out_frames out_rate _ < <(wav_info out.wav) || fail "out.wav is not a WA
 say "rendered jet-flanger.ron from the installed files: $out_frames frames at $out_rate Hz"
 
 desktop-file-validate /usr/share/applications/neuralboard.desktop || fail "the desktop entry is not valid"
+
+# The archive, unpacked anywhere, finds its files in the share/ beside its bin/ (even with the package installed).
+mkdir unpacked
+tar -C unpacked -xzf "$archive"
+root=$(echo "$work"/unpacked/*)
+factory=$("$root/bin/neuralboard" paths | sed -n 's/^factory: *//p')
+[[ $factory == "$root/share/neuralboard/presets" ]] || fail "the unpacked archive's binary uses '$factory'"
+"$root/bin/neuralboard" render --preset "$factory/crunch-rhythm.ron" in.wav out-archive.wav >render.log 2>&1 ||
+    {
+        cat render.log >&2
+        fail "render from the unpacked archive failed"
+    }
+if grep -qi warning render.log; then
+    cat render.log >&2
+    fail "render from the unpacked archive warned: its files are incomplete"
+fi
+say "rendered crunch-rhythm.ron from the unpacked archive"
 
 "${as_root[@]}" dpkg -r neuralboard >/dev/null
 installed=false

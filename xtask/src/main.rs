@@ -37,11 +37,14 @@ Commands:
                             --quick skips fmt and clippy. ARGS go to cargo test
                             (e.g. `-- --release`, or `-- -- --nocapture` for the harness)
   bench [ARGS...]           cargo bench -p neuralboard-engine ARGS...
-  package [--profile P]     the Debian package (.deb) of the app, made by cargo-deb
+  package [--profile P] [--tarball]
+                            the Debian package (.deb) of the app, made by cargo-deb
                             (installed first if missing): binary, desktop entry, icons,
                             models, IRs and factory presets under /usr/share/neuralboard.
                             P is release (default) or dev (a test package from the debug
-                            build, what CI installs). Prints the .deb's path on stdout
+                            build, what CI installs). --tarball also packs the same files
+                            as NAME.tar.gz (bin/, share/) to unpack anywhere. Prints the
+                            paths on stdout
   help                      show this text
 
 Before run, test, bench and package, missing Debian/Ubuntu system packages are installed

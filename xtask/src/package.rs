@@ -15,8 +15,9 @@
 //! for testing only, and its version says so (`-1~dev`, which sorts before the release's `-1`).
 
 use std::env;
-use std::path::PathBuf;
-use std::process::Stdio;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
 use crate::process::{Failure, cargo, describe, run_status};
 use crate::sysdeps::{self, Need};
@@ -36,14 +37,21 @@ pub enum Profile {
 #[derive(Debug, PartialEq, Eq)]
 pub struct PackageOptions {
     pub profile: Profile,
+    /// Also pack the package's files as a `.tar.gz` to unpack anywhere (other distributions).
+    pub tarball: bool,
 }
 
 impl PackageOptions {
     pub fn parse(args: &[String]) -> Result<Self, Failure> {
         let mut profile = Profile::Release;
+        let mut tarball = false;
         let mut args = args.iter();
         while let Some(arg) = args.next() {
             let value = match arg.as_str() {
+                "--tarball" => {
+                    tarball = true;
+                    continue;
+                }
                 "--profile" => args.next().map(String::as_str),
                 other => match other.strip_prefix("--profile=") {
                     Some(value) => Some(value),
@@ -61,7 +69,7 @@ impl PackageOptions {
                 None => return Err(usage_error("--profile needs a value: dev or release".into())),
             };
         }
-        Ok(Self { profile })
+        Ok(Self { profile, tarball })
     }
 }
 
@@ -70,7 +78,8 @@ fn usage_error(message: String) -> Failure {
 }
 
 /// `cargo xtask package`: builds the `.deb` and prints its path, alone on stdout, so that scripts can take it
-/// (`deb=$(cargo xtask package)`); everything else goes to stderr.
+/// (`deb=$(cargo xtask package)`); everything else goes to stderr. With `--tarball` the archive's path follows on
+/// a second line.
 pub fn package(args: &[String]) -> Result<u8, Failure> {
     let options = PackageOptions::parse(args)?;
     check_portable(&rustflags_from_env())?;
@@ -106,7 +115,52 @@ pub fn package(args: &[String]) -> Result<u8, Failure> {
     let size = deb.metadata().map(|meta| meta.len()).unwrap_or(0);
     eprintln!("xtask: package ({:.1} MB):", size as f64 / 1e6);
     println!("{}", deb.display());
+    if options.tarball {
+        let archive = tarball(&deb)?;
+        eprintln!("xtask: the same files as an archive, to unpack anywhere and run bin/neuralboard:");
+        println!("{}", archive.display());
+    }
     Ok(0)
+}
+
+/// Packs the files of `deb` as `NAME.tar.gz` beside it: one folder, `NAME/`, with `bin/neuralboard` and `share/`
+/// as the package has them under `/usr`. The binary finds the shipped files in the `share/neuralboard` beside its
+/// `bin/` wherever the folder is unpacked (engine/src/paths.rs, factory_root), so this is the package for
+/// distributions without dpkg; their package manager must provide the libraries the `.deb` depends on.
+///
+/// Made from the `.deb` (unpacked with `dpkg-deb -x`) so that the list of files is kept in one place.
+fn tarball(deb: &Path) -> Result<PathBuf, Failure> {
+    let dir = deb.parent().unwrap_or(Path::new("."));
+    let name = archive_name(deb)
+        .ok_or_else(|| Failure::new(format!("{}: not a package file name (NAME_VERSION_ARCH.deb)", deb.display())))?;
+    let staging = dir.join(format!(".{name}.staging"));
+    let io_error = |what: &Path, error: std::io::Error| Failure::new(format!("{}: {error}", what.display()));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|error| io_error(&staging, error))?;
+    }
+    fs::create_dir_all(&staging).map_err(|error| io_error(&staging, error))?;
+    let unpacked = staging.join("root");
+    run_checked(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&unpacked))?;
+    fs::rename(unpacked.join("usr"), staging.join(&name)).map_err(|error| io_error(&unpacked, error))?;
+    let archive = dir.join(format!("{name}.tar.gz"));
+    run_checked(Command::new("tar").arg("-C").arg(&staging).arg("-czf").arg(&archive).arg(&name))?;
+    fs::remove_dir_all(&staging).map_err(|error| io_error(&staging, error))?;
+    Ok(archive)
+}
+
+/// `neuralboard_0.1.0-1_amd64.deb` → `neuralboard-0.1.0-1-amd64`.
+fn archive_name(deb: &Path) -> Option<String> {
+    let stem = deb.file_name()?.to_str()?.strip_suffix(".deb")?;
+    let parts: Vec<&str> = stem.split('_').collect();
+    (parts.len() == 3 && parts.iter().all(|part| !part.is_empty())).then(|| parts.join("-"))
+}
+
+fn run_checked(command: &mut Command) -> Result<(), Failure> {
+    let status = run_status(command)?;
+    if !status.success() {
+        return Err(Failure::new(format!("`{}` failed ({status})", describe(command))));
+    }
+    Ok(())
 }
 
 /// The arguments of `cargo deb` for `profile`.
@@ -193,6 +247,22 @@ mod tests {
         assert_eq!(PackageOptions::parse(&strings(&["--profile", "dev"])).unwrap().profile, Profile::Dev);
         assert_eq!(PackageOptions::parse(&strings(&["--profile=dev"])).unwrap().profile, Profile::Dev);
         assert_eq!(PackageOptions::parse(&strings(&["--profile=release"])).unwrap().profile, Profile::Release);
+    }
+
+    #[test]
+    fn the_tarball_is_asked_for() {
+        assert!(!PackageOptions::parse(&[]).unwrap().tarball);
+        let options = PackageOptions::parse(&strings(&["--tarball", "--profile", "dev"])).unwrap();
+        assert_eq!(options, PackageOptions { profile: Profile::Dev, tarball: true });
+    }
+
+    #[test]
+    fn the_archive_is_named_after_the_package() {
+        let name = |path: &str| archive_name(Path::new(path));
+        assert_eq!(name("/t/debian/neuralboard_0.1.0-1_amd64.deb").unwrap(), "neuralboard-0.1.0-1-amd64");
+        assert_eq!(name("neuralboard_0.1.0-1~dev_amd64.deb").unwrap(), "neuralboard-0.1.0-1~dev-amd64");
+        assert_eq!(name("neuralboard.deb"), None);
+        assert_eq!(name("neuralboard_0.1.0_amd64.tar.gz"), None);
     }
 
     #[test]
