@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Open the pedalboard window (what running without a subcommand does).
     Gui {
-        /// Preset to open [default: the last one used, else the factory Clean Practice].
+        /// Preset to open [default: the last one used, else Clean Practice (your copy, else the factory one)].
         #[arg(long, value_name = "FILE")]
         preset: Option<PathBuf>,
         /// Do not open audio devices: the board runs the demo loop silently (meters and tuner still move).
@@ -150,7 +150,7 @@ enum Command {
     /// have passed (or Ctrl-C). Without --input the board plays a looped demo guitar, so nothing feeds back.
     /// Prints callbacks per second, pacing, xruns and CPU load at the end.
     Play {
-        /// Preset to play [default: the last one played, else the factory Clean Practice].
+        /// Preset to play [default: the last one played, else Clean Practice (your copy, else the factory one)].
         #[arg(long, value_name = "FILE")]
         preset: Option<PathBuf>,
         /// Audio host (ALSA, JACK, PulseAudio, PipeWire, …) [default: the system's].
@@ -250,6 +250,7 @@ fn main() -> ExitCode {
                 print!("{}", live::describe_devices());
                 Ok(())
             } else {
+                offer_factory_presets();
                 let options = live::LiveOptions {
                     host,
                     input_device,
@@ -265,9 +266,10 @@ fn main() -> ExitCode {
         Some(Command::Midi { command: MidiCommand::Ports }) => midi_ports_command(),
         Some(Command::Midi { command: MidiCommand::Monitor { seconds } }) => midi_monitor_command(seconds),
         Some(Command::Gui { preset, offline, screenshot }) => {
-            ui::run(ui::Options { preset, offline, screenshot, ..ui::Options::default() })
+            let notes = offer_factory_presets();
+            ui::run(ui::Options { preset, offline, screenshot, notes, ..ui::Options::default() })
         }
-        None => ui::run(ui::Options::default()),
+        None => ui::run(ui::Options { notes: offer_factory_presets(), ..ui::Options::default() }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -277,6 +279,33 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Copies the factory presets the player has not been given yet into their presets folder (the first start: all
+/// of them; see [`neuralboard_engine::paths::offer_factory_presets`]), for the board and `play`, which are where a
+/// player starts. The headless tools (`render`, `eval`, …) leave the player's folders alone.
+///
+/// Never fatal: what went wrong is printed, and returned for the window to show; the board starts all the same.
+fn offer_factory_presets() -> Vec<String> {
+    use neuralboard_engine::paths;
+    let Some(dirs) = paths::UserDirs::locate() else {
+        // No home folder: nowhere to copy to, and `paths` and saving already say so.
+        return Vec::new();
+    };
+    let offer = paths::offer_factory_presets(&paths::factory_presets(), &dirs.presets);
+    if !offer.copied.is_empty() {
+        eprintln!(
+            "neuralboard: copied {} factory preset(s) into {} (yours to edit)",
+            offer.copied.len(),
+            dirs.presets.display()
+        );
+    }
+    let problems: Vec<String> =
+        offer.problems.iter().map(|problem| format!("factory presets not copied: {problem}")).collect();
+    for problem in &problems {
+        eprintln!("neuralboard: warning: {problem}");
+    }
+    problems
 }
 
 /// What `render` plays.

@@ -55,7 +55,8 @@ pub struct PlayReport {
 }
 
 fn load_preset(path: Option<&PathBuf>) -> anyhow::Result<LoadedPreset> {
-    let path = path.cloned().unwrap_or_else(|| paths::factory_presets().join("clean-practice.ron"));
+    let user_presets = paths::UserDirs::locate().map(|dirs| dirs.presets);
+    let path = path.cloned().unwrap_or_else(|| paths::default_preset(user_presets.as_deref()));
     let loaded = Preset::load(&path)?;
     for warning in &loaded.warnings {
         eprintln!("neuralboard: warning: {warning}");

@@ -312,3 +312,69 @@ fn midi_commands_say_plainly_when_midi_is_unavailable() {
         assert!(stderr.contains("MIDI unavailable"), "{stderr}");
     }
 }
+
+/// `--version`, and `--help` for every subcommand: each says what it does (the first line under `Usage`) and exits 0.
+#[test]
+fn every_subcommand_explains_itself() {
+    let version = run(bin().arg("--version"));
+    assert!(version.status.success());
+    assert_eq!(String::from_utf8_lossy(&version.stdout).trim(), format!("neuralboard {}", env!("CARGO_PKG_VERSION")));
+    let subcommands: &[&[&str]] = &[
+        &[],
+        &["gui"],
+        &["render"],
+        &["bench"],
+        &["corpus"],
+        &["teacher"],
+        &["cab-ir"],
+        &["eval"],
+        &["play"],
+        &["paths"],
+        &["midi"],
+        &["midi", "ports"],
+        &["midi", "monitor"],
+    ];
+    for subcommand in subcommands {
+        let help = run(bin().args(*subcommand).arg("--help"));
+        let stdout = String::from_utf8_lossy(&help.stdout);
+        assert!(help.status.success(), "{subcommand:?} --help: {}", String::from_utf8_lossy(&help.stderr));
+        let about = stdout.lines().next().unwrap_or_default();
+        assert!(!about.starts_with("Usage") && about.len() > 10, "{subcommand:?} --help says what it does: {stdout}");
+        assert!(stdout.contains("Usage: neuralboard"), "{stdout}");
+    }
+}
+
+/// The first start copies the factory presets into the player's folder; later starts neither overwrite an edited
+/// copy nor bring back a deleted one. `play` starts the board's session even where no audio device can be opened.
+#[test]
+fn the_first_start_gives_the_player_the_factory_presets_once() {
+    let home = scratch("first-start-home");
+    let _ = std::fs::remove_dir_all(&home);
+    let start = || run(bin().args(["play", "--host", "no-such-host", "--seconds", "0"]).env("NEURALBOARD_HOME", &home));
+    let user = home.join("data/presets");
+    let factory: Vec<PathBuf> = std::fs::read_dir(presets_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|x| x == "ron"))
+        .collect();
+    assert!(factory.len() >= 5);
+
+    let first = start();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(stderr.contains(&format!("copied {} factory preset(s)", factory.len())), "{stderr}");
+    for preset in &factory {
+        let copy = user.join(preset.file_name().unwrap());
+        assert_eq!(std::fs::read(&copy).unwrap(), std::fs::read(preset).unwrap(), "{}", copy.display());
+    }
+
+    let edited = user.join("clean-practice.ron");
+    let deleted = user.join("crunch-rhythm.ron");
+    std::fs::write(&edited, "// mine\n").unwrap();
+    std::fs::remove_file(&deleted).unwrap();
+    let again = start();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!stderr.contains("copied"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), "// mine\n", "an edited preset is never overwritten");
+    assert!(!deleted.exists(), "a deleted preset is not brought back");
+    let _ = std::fs::remove_dir_all(&home);
+}

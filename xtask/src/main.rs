@@ -9,6 +9,7 @@
 //! before the system packages that the real crates need are even installed
 //! (installing those is its first job, see [`sysdeps`]).
 
+mod package;
 mod process;
 mod sysdeps;
 
@@ -36,10 +37,17 @@ Commands:
                             --quick skips fmt and clippy. ARGS go to cargo test
                             (e.g. `-- --release`, or `-- -- --nocapture` for the harness)
   bench [ARGS...]           cargo bench -p neuralboard-engine ARGS...
-  package                   NOT IMPLEMENTED YET: placeholder for the packaging issue
+  package [--profile P] [--tarball]
+                            the Debian package (.deb) of the app, made by cargo-deb
+                            (installed first if missing): binary, desktop entry, icons,
+                            models, IRs and factory presets under /usr/share/neuralboard.
+                            P is release (default) or dev (a test package from the debug
+                            build, what CI installs). --tarball also packs the same files
+                            as NAME.tar.gz (bin/, share/) to unpack anywhere. Prints the
+                            paths on stdout
   help                      show this text
 
-Before run, test and bench, missing Debian/Ubuntu system packages are installed
+Before run, test, bench and package, missing Debian/Ubuntu system packages are installed
 with apt-get (using sudo when not root). Set NEURALBOARD_SKIP_SYSDEPS=1 to skip.
 ";
 
@@ -66,7 +74,7 @@ fn dispatch(args: &[String]) -> Result<u8, Failure> {
         "run" => run(rest),
         "test" => test(rest),
         "bench" => bench(rest),
-        "package" => package(),
+        "package" => package::package(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             Ok(0)
@@ -96,14 +104,6 @@ fn bench(args: &[String]) -> Result<u8, Failure> {
     command.args(["bench", "-p", "neuralboard-engine"]).args(args);
     eprintln!("xtask: running {}", describe(&command));
     Ok(exit_code_of(run_status(&mut command)?))
-}
-
-/// `cargo xtask package`: an honest placeholder until the packaging issue is
-/// done. It fails (exit 2) so nobody mistakes it for a release build, and it
-/// skips the system packages because it has nothing to build them for.
-fn package() -> Result<u8, Failure> {
-    eprintln!("not implemented yet: see the packaging issue");
-    Ok(2)
 }
 
 /// Options of `cargo xtask test`.

@@ -25,6 +25,8 @@ pub enum Need {
     Test,
     /// Needed at runtime by the app, hence also by tests that start the GUI.
     Run,
+    /// Making the Debian package (`cargo xtask package`).
+    Package,
 }
 
 impl Need {
@@ -33,6 +35,7 @@ impl Need {
             Need::Build => "build",
             Need::Test => "test",
             Need::Run => "run",
+            Need::Package => "package",
         }
     }
 }
@@ -50,7 +53,7 @@ pub struct SysPackage {
     pub why: &'static str,
 }
 
-use Need::{Build, Run, Test};
+use Need::{Build, Package, Run, Test};
 
 /// Every system package Neuralboard needs, on Debian/Ubuntu.
 ///
@@ -110,6 +113,16 @@ pub const PACKAGES: &[SysPackage] = &[
         name: "libxi-dev",
         needed_for: &[Build],
         why: "X11 input (mouse, touch) for iced's windowing (winit)",
+    },
+    SysPackage {
+        name: "dpkg-dev",
+        needed_for: &[Package],
+        why: "dpkg-shlibdeps: cargo-deb works out the package's library dependencies with it",
+    },
+    SysPackage {
+        name: "desktop-file-utils",
+        needed_for: &[Test],
+        why: "desktop-file-validate: the package test checks the installed desktop entry",
     },
     SysPackage {
         name: "libgl1-mesa-dri",

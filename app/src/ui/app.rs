@@ -52,6 +52,8 @@ pub struct Options {
     pub presets_dir: Option<PathBuf>,
     /// Offline on silence instead of the demo loop (tests drive the engine themselves).
     pub silent: bool,
+    /// Problems found before the window opened (e.g. copying the factory presets), shown in the status line.
+    pub notes: Vec<String>,
 }
 
 /// A status-bar message.
@@ -179,9 +181,6 @@ struct ScreenshotPlan {
     requested: bool,
 }
 
-/// The factory preset the board opens with the first time.
-const DEFAULT_PRESET: &str = "clean-practice.ron";
-
 fn base_dir_of(path: Option<&Path>) -> Option<&Path> {
     path.and_then(Path::parent)
 }
@@ -202,14 +201,15 @@ impl App {
             }
             None => Settings::default(),
         };
+        notices.extend(options.notes.iter().cloned());
         let user_presets = options.presets_dir.clone().or_else(|| dirs.as_ref().map(|d| d.presets.clone()));
-        let library = Library::scan(user_presets, paths::factory_presets());
+        let library = Library::scan(user_presets.clone(), paths::factory_presets());
 
         let wanted = options
             .preset
             .clone()
             .or_else(|| settings.last_preset.clone().filter(|p| p.is_file()))
-            .unwrap_or_else(|| paths::factory_presets().join(DEFAULT_PRESET));
+            .unwrap_or_else(|| paths::default_preset(user_presets.as_deref()));
         let (preset, preset_path) = match Preset::load(&wanted) {
             Ok(loaded) => {
                 notices.extend(loaded.warnings.iter().map(ToString::to_string));

@@ -1,5 +1,10 @@
 //! The preset library: factory presets (read-only, shipped) and the player's own, with save, save-as, rename and
 //! delete. Deleting moves the file into a `.trash` folder beside the presets, so nothing is lost by a slip.
+//!
+//! The first start copies the factory presets into the player's folder
+//! ([`neuralboard_engine::paths::offer_factory_presets`]); a player's file stands in for the factory preset of the
+//! same file name, so the list shows each preset once, as the editable copy. A factory preset whose copy was
+//! deleted or renamed is listed again, read-only: the original is never out of reach.
 
 use std::path::{Path, PathBuf};
 
@@ -49,7 +54,8 @@ pub enum LibraryError {
 pub struct Library {
     pub user_dir: Option<PathBuf>,
     pub factory_dir: PathBuf,
-    /// User presets first, then factory presets, each sorted by name.
+    /// User presets first, then the factory presets the user folder has no file of the same name for, each sorted
+    /// by name.
     pub entries: Vec<PresetEntry>,
 }
 
@@ -96,7 +102,12 @@ impl Library {
 
     pub fn refresh(&mut self) {
         let mut entries = self.user_dir.as_deref().map(|d| scan_dir(d, false)).unwrap_or_default();
-        entries.extend(scan_dir(&self.factory_dir, true));
+        let factory: Vec<PresetEntry> = scan_dir(&self.factory_dir, true)
+            .into_iter()
+            // The player's file of the same name stands in for it (see the module's doc).
+            .filter(|factory| !entries.iter().any(|user| user.path.file_name() == factory.path.file_name()))
+            .collect();
+        entries.extend(factory);
         self.entries = entries;
     }
 
@@ -245,6 +256,27 @@ mod tests {
         assert!(!renamed.exists() && trashed.exists(), "deleted presets go to the trash folder");
         let names: Vec<&str> = library.entries.iter().map(|e| e.name.as_str()).collect();
         assert_eq!(names, ["Factory Clean", "My Lead", "Factory Clean"]);
+        let _ = std::fs::remove_dir_all(root);
+    }
+
+    #[test]
+    fn a_copied_factory_preset_is_listed_once_and_the_original_returns_when_the_copy_goes() {
+        let root = scratch("copies");
+        let user = root.join("user");
+        let factory = root.join("factory");
+        std::fs::create_dir_all(&factory).unwrap();
+        Preset::empty("Clean").save(&factory.join("clean.ron")).unwrap();
+        Preset::empty("Crunch").save(&factory.join("crunch.ron")).unwrap();
+        let offer = neuralboard_engine::paths::offer_factory_presets(&factory, &user);
+        assert_eq!(offer.copied.len(), 2);
+
+        let mut library = Library::scan(Some(user.clone()), factory.clone());
+        let listed: Vec<(&str, bool)> = library.entries.iter().map(|e| (e.name.as_str(), e.factory)).collect();
+        assert_eq!(listed, [("Clean", false), ("Crunch", false)], "the copies, editable, each once");
+
+        library.delete(&user.join("crunch.ron")).unwrap();
+        let listed: Vec<(&str, bool)> = library.entries.iter().map(|e| (e.name.as_str(), e.factory)).collect();
+        assert_eq!(listed, [("Clean", false), ("Crunch", true)], "the factory original is back, read-only");
         let _ = std::fs::remove_dir_all(root);
     }
 
