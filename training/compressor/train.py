@@ -1,0 +1,717 @@
+#!/usr/bin/env python3
+"""Train Neuralboard's neural opto compressor: an S4D state-space model conditioned on the knobs (FiLM).
+
+    python training/compressor/train.py RECIPE [--threads N] [--workdir DIR] [--max-minutes M] [--out-dir DIR]
+
+After Yin, Cheng, Steinmetz, Yuan, Stern & Dannenberg, "Modelling analog dynamic range compressors using deep
+learning and state-space models" (arXiv 2403.16331), smaller. The knobs c = [peak_reduction / 100, limit] go
+through an MLP 2 -> 16 -> 32 -> 32 (ReLU after every layer) to an embedding e. The audio x is expanded to H
+channels (h = w x + b), then DEPTH blocks of
+
+    v = PReLU(W h + b)                      Linear(H, H) across channels, one shared PReLU slope
+    s = S4D(v)                              per channel: N complex modes, zero-order hold, B = 1 absorbed in C
+    s = BatchNorm(s)                        affine-free, running statistics at inference
+    s = PReLU(gamma(e) * s + beta(e))       FiLM from the embedding (Linear(32, 2H)), one shared PReLU slope
+    h = s + r * h                           per-channel residual
+
+and y = tanh(w . h + b). The S4D layer of channel c is the linear recurrence
+
+    x_n[t] = exp(dt A_n) x_n[t-1] + (exp(dt A_n) - 1) / A_n * u[t],   y[t] = 2 Re(sum_n C_n x_n[t]) + D u[t]
+
+(S4D-Lin: A_n = -exp(log_a_real_n) + i a_imag_n, initialised -0.5 + i pi n). A mode's time constant is
+1 / (|Re A| dt) samples, so `log_dt` is initialised log-uniform over the recipe's `dt_range` ([1e-5, 1e-1]: 20
+samples to 4.2 s at 48 kHz, Re A = -0.5). The original's [1e-3, 1e-1] reaches only 42 ms, far short of the
+teacher's slow release (0.5-5 s) and its memory.
+
+The recurrence is a causal convolution with the kernel K[l] = 2 Re(sum_n C_n B_n A_n^l). Training computes it in
+chunks of `chunk` samples (within a chunk a lower-triangular Toeplitz matrix product, across chunks the mode
+states, propagated by an FFT convolution over the chunk index): the same linear map as the full-length FFT
+convolution, several times faster on a CPU. The full-length FFT convolution (`S4D.forward(u, "fft")`) computes
+the reference output in the check file; tests compare both forms and the recurrence.
+
+Data: each chunk is `neuralboard corpus --seed SEED --seconds S` times a piecewise-constant gain (one value per
+second, drawn from the chunk's seed; some seconds silent: note-offs and gaps, after which the release shows),
+through `neuralboard teacher opto` at one (peak_reduction, limit) with make-up gain 0 (the pedal applies the
+make-up gain; the network does not learn it). The gains are listed in each chunk, so Rust regenerates the input
+exactly (see INPUT_DEFINITION).
+
+Training: Adam (no weight decay; the S4D's dt and A at their own learning rate), windows of `warmup` +
+`loss_samples` samples from a zero state, the loss computed after the warm-up; a share of the windows start at a
+chunk's start, where the teacher too starts from rest (the way the manifest's ESR is measured). Polarity is
+flipped at random (the teacher is odd-symmetric). The loss (`split_esr`) is the squared error over the training
+set's mean square, i.e. the training split's ESR, the figure the manifest reports. With `init: identity` the
+network starts at y = tanh(x) (every block's branch zero); with `norm: running` BatchNorm normalises by its
+running statistics in training too (set from the data before the first step). The learning rate decays
+exponentially to `lr_final_fraction` over the time limit. Validation every `validate_every_s` seconds on whole
+chunks; the best is kept; training stops at the time limit or once the validation ESR is under
+`stop_at_fraction_of_target` of the test target.
+
+Export: `NAME.s4d.json` (format "neuralboard-s4d" version 1, the weights the Rust engine loads), `NAME.check.json`
+(three short excerpts and this model's output for them in the FFT-convolution form, for the Rust recurrent form to
+match; `recurrent.py` runs the recurrence and must agree) and `NAME.manifest.json` (chunks, ESRs per split,
+targets). The manifest's ESRs are measured on the exported numbers, the model run from a zero state over each whole
+chunk and the first `WARMUP_S` seconds left out. The binary is $NEURALBOARD if set, else
+`cargo build --release -p neuralboard`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.io import wavfile
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import esr, git_commit, log, neuralboard_binary, run  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recurrent import CHECK_TOLERANCE, max_check_error  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+RECIPES = HERE / "recipes.json"
+OUT_DIR = REPO / "assets" / "models" / "compressor"
+FORMAT = "neuralboard-s4d"
+FORMAT_VERSION = 1
+MANIFEST_VERSION = 1
+# The manifest's ESR leaves out the first half second of every chunk: the corpus's own silent lead-in, over which
+# the model's states settle from zero (its biases reach the slow modes too).
+WARMUP_S = 0.5
+BN_EPS = 1e-5
+CONTROLS = [{"name": "peak_reduction", "min": 0, "max": 100}, {"name": "limit", "min": 0, "max": 1}]
+CHECK_SAMPLES = 4096
+
+INPUT_DEFINITION = (
+    "x[t] = f32(f64(corpus[t]) * 10^(gains_db[t / segment_samples] / 20)) for t = 0 .. seconds * 48000 - 1, where "
+    "corpus = `neuralboard corpus --seed SEED --seconds SECONDS` (48 kHz, test signals included), t / "
+    "segment_samples is integer division, and a null gain means silence (x[t] = 0). The teacher's output is "
+    "`neuralboard teacher opto --param peak_reduction=P --param limit=L --param gain=0` over x, from rest."
+)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Data
+
+
+def read_float(path: Path) -> np.ndarray:
+    _, data = wavfile.read(path)
+    assert data.dtype == np.float32 and data.ndim == 1, f"{path}: expected mono float32"
+    return data
+
+
+def level_gains(seed: int, seconds: float, corpus_peak: float, rule: dict) -> list:
+    """Per-segment gains in dB (None = silent), drawn from the chunk's seed; the manifest lists the result.
+
+    The corpus keeps a player's dynamics (a quiet passage peaks far below full scale), so the gains first bring
+    the chunk's peak to `peak_dbfs`, then each segment is silent with `silence_probability`, else turned down by
+    `min_db * u^shape` dB (u uniform in 0..1: mostly loud, down to `min_db`).
+    """
+    rng = np.random.default_rng([seed, 0x5344])
+    base = rule["peak_dbfs"] - 20.0 * math.log10(corpus_peak)
+    gains = []
+    for _ in range(math.ceil(seconds / rule["segment_seconds"])):
+        silent, u = rng.random(), rng.random()
+        gains.append(None if silent < rule["silence_probability"] else
+                     round(base + rule["min_db"] * u ** rule["shape"], 1))
+    return gains
+
+
+def controls_of(recipe: dict, spec) -> list[tuple[float, int]]:
+    """(peak_reduction, limit) pairs: a named set of the recipe or explicit lists."""
+    c = recipe["controls"][spec] if isinstance(spec, str) else spec
+    return [(float(p), int(lim)) for lim in c["limit"] for p in c["peak_reduction"]]
+
+
+def corpus_file(nb: Path, tmp: Path, rate: int, seed: int, seconds: float) -> Path:
+    path = tmp / f"corpus-{seed}-{seconds}.wav"
+    if not path.exists():
+        run([nb, "corpus", "--seed", seed, "--seconds", seconds, "--rate", rate, path])
+    return path
+
+
+def expand_chunks(nb: Path, tmp: Path, recipe: dict, split: str) -> list[dict]:
+    """The chunks of a split, in order: chunk i takes corpus seed `seed + i`. Rust's eval reads the manifest."""
+    s = recipe["splits"][split]
+    rule = recipe["input_level"]
+    rate = recipe["sample_rate"]
+    pairs = controls_of(recipe, s["controls"]) * s.get("repeat", 1)
+    seg = int(round(rule["segment_seconds"] * rate))
+    chunks = []
+    for i, (p, lim) in enumerate(pairs):
+        seed = s["seed"] + i
+        peak = float(np.max(np.abs(read_float(corpus_file(nb, tmp, rate, seed, s["seconds"])))))
+        chunks.append({"seed": seed, "seconds": s["seconds"], "segment_samples": seg,
+                       "gains_db": level_gains(seed, s["seconds"], peak, rule), "peak_reduction": p, "limit": lim})
+    return chunks
+
+
+def apply_gains(x: np.ndarray, chunk: dict) -> np.ndarray:
+    out = np.zeros(len(x), dtype=np.float32)
+    seg = chunk["segment_samples"]
+    for k, g in enumerate(chunk["gains_db"]):
+        if g is not None:
+            part = x[k * seg:(k + 1) * seg].astype(np.float64) * 10.0 ** (g / 20.0)
+            out[k * seg:k * seg + len(part)] = part.astype(np.float32)
+    return out
+
+
+def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(input, teacher output) of one chunk."""
+    rate = recipe["sample_rate"]
+    stem = tmp / f"{chunk['seed']}-{chunk['peak_reduction']:g}-{chunk['limit']}"
+    x = apply_gains(read_float(corpus_file(nb, tmp, rate, chunk["seed"], chunk["seconds"])), chunk)
+    wavfile.write(f"{stem}-x.wav", rate, x)
+    params = dict(recipe["teacher"]["params"], peak_reduction=chunk["peak_reduction"], limit=chunk["limit"])
+    run([nb, "teacher", recipe["teacher"]["kind"], *[a for k, v in params.items() for a in ("--param", f"{k}={v}")],
+         f"{stem}-x.wav", f"{stem}-y.wav"])
+    y = read_float(Path(f"{stem}-y.wav"))
+    assert len(y) == len(x)
+    return x, y
+
+
+def control_vector(peak_reduction: float, limit: float) -> list[float]:
+    """The network's control input: each knob mapped to 0..1 by its range (CONTROLS)."""
+    return [(v - c["min"]) / (c["max"] - c["min"]) for v, c in zip((peak_reduction, limit), CONTROLS)]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Model
+
+
+def build_model(torch, cfg: dict):
+    nn = torch.nn
+    H, N = cfg["channels"], cfg["modes"]
+
+    class S4D(nn.Module):
+        """H independent diagonal state-space channels, N complex modes each (S4D-Lin, ZOH, B = 1)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            lo, hi = (math.log(v) for v in cfg["dt_range"])
+            self.log_dt = nn.Parameter(torch.rand(H) * (hi - lo) + lo)
+            self.log_a_real = nn.Parameter(torch.full((H, N), math.log(0.5)))
+            self.a_imag = nn.Parameter(math.pi * torch.arange(N, dtype=torch.float32).repeat(H, 1))
+            self.c = nn.Parameter(torch.randn(H, N, 2) * math.sqrt(0.5))  # complex C ~ CN(0, 1), as (re, im)
+            self.d = nn.Parameter(torch.randn(H))
+
+        def discretised(self):
+            """(dt A, Bbar, C): complex (H, N)."""
+            dt = torch.exp(self.log_dt)[:, None]
+            a = torch.complex(-torch.exp(self.log_a_real), self.a_imag)
+            return a * dt, (torch.exp(a * dt) - 1) / a, torch.view_as_complex(self.c)
+
+        def forward(self, u, form: str = "chunked", chunk: int = 64):
+            """u: (B, H, L) -> (B, H, L), from a zero state."""
+            if form == "fft":
+                return self.fft(u)
+            return self.chunked(u, chunk)
+
+        def fft(self, u):
+            L = u.shape[-1]
+            dta, bbar, c = self.discretised()
+            lags = torch.arange(L, dtype=u.dtype)
+            k = sum(2 * ((c * bbar)[:, n, None] * torch.exp(dta[:, n, None] * lags)).real for n in range(N))
+            n = 2 * L
+            y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :L]
+            return y + self.d[:, None] * u
+
+        def chunked(self, u, T: int):
+            B_, H_, L = u.shape
+            pad = (-L) % T
+            if pad:
+                u = torch.nn.functional.pad(u, (0, pad))
+            M = u.shape[-1] // T
+            dta, bbar, c = self.discretised()
+            j = torch.arange(T, dtype=u.dtype)
+            p = torch.exp(dta[:, :, None] * j)  # a^j: (H, N, T)
+            k = 2 * torch.einsum("hn,hnt->ht", c * bbar, p).real  # the kernel's first T taps
+            lag = j[None, :] - j[:, None]  # [i, j] -> j - i
+            toeplitz = torch.where(lag >= 0, k[:, lag.clamp(min=0).long()], torch.zeros((), dtype=u.dtype))
+            U = u.reshape(B_, H_, M, T)
+            y = torch.matmul(U, toeplitz)  # within each chunk
+            wz = p.flip(-1) * bbar[:, :, None]  # a^(T-1-i) b: a chunk's own contribution to its end state
+            z = torch.matmul(U, torch.cat([wz.real, wz.imag], 1).transpose(1, 2))  # (B, H, M, 2N)
+            z = torch.complex(z[..., :N], z[..., N:]).transpose(2, 3)  # (B, H, N, M)
+            g = torch.exp(dta[:, :, None] * (T * torch.arange(M, dtype=u.dtype)))  # (a^T)^m
+            nf = 2 * M
+            conv = torch.fft.ifft(torch.fft.fft(z, n=nf) * torch.fft.fft(g, n=nf), n=nf)[..., :M - 1]
+            s = torch.nn.functional.pad(conv, (1, 0))  # state entering chunk m
+            r = c[:, :, None] * p * torch.exp(dta)[:, :, None]  # C a^(j+1)
+            y = y + 2 * torch.matmul(torch.cat([s.real, s.imag], 2).transpose(2, 3),
+                                     torch.cat([r.real, -r.imag], 1))
+            y = y.reshape(B_, H_, M * T)[..., :L]
+            return y + self.d[:, None] * u[..., :L]
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(H, H)
+            self.prelu1 = nn.PReLU()
+            self.ssm = S4D()
+            self.norm = nn.BatchNorm1d(H, affine=False, eps=BN_EPS)
+            self.film = nn.Linear(cfg["embedding"], 2 * H)
+            self.prelu2 = nn.PReLU()
+            self.residual = nn.Parameter(torch.ones(H))
+
+        def forward(self, h, e, form, chunk):
+            v = self.prelu1(torch.matmul(self.linear.weight, h) + self.linear.bias[:, None])
+            s = self.ssm(v, form, chunk)
+            if self.training and cfg.get("norm") == "running":
+                # Normalise by the running statistics in training too (updated from each batch, without a
+                # gradient): batch statistics of a few windows would normalise away the level of the batch,
+                # which a compressor must see, and the engine runs on the running statistics.
+                with torch.no_grad():
+                    nm = self.norm
+                    nm.running_mean.lerp_(s.mean(dim=(0, 2)), nm.momentum)
+                    nm.running_var.lerp_(s.var(dim=(0, 2)), nm.momentum)
+                    nm.num_batches_tracked += 1
+                s = (s - self.norm.running_mean[:, None]) / torch.sqrt(self.norm.running_var[:, None] + BN_EPS)
+            else:
+                s = self.norm(s)
+            g, b = self.film(e).chunk(2, dim=-1)
+            s = self.prelu2(s * g[..., None] + b[..., None])
+            return s + self.residual[:, None] * h
+
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            sizes = [len(CONTROLS), *cfg["mlp"]]
+            assert sizes[-1] == cfg["embedding"]
+            layers = []
+            for a, b in zip(sizes, sizes[1:]):
+                layers += [nn.Linear(a, b), nn.ReLU()]
+            self.mlp = nn.Sequential(*layers)
+            self.expand = nn.Linear(1, H)
+            self.blocks = nn.ModuleList([Block() for _ in range(cfg["depth"])])
+            self.contract = nn.Linear(H, 1)
+
+        def forward(self, x, c, form: str = "chunked", chunk: int = 64):
+            """x: (B, L) audio, c: (B, 2) controls (0..1) -> (B, L)."""
+            e = self.mlp(c)
+            h = x[:, None, :] * self.expand.weight[:, 0, None] + self.expand.bias[:, None]
+            for block in self.blocks:
+                h = block(h, e, form, chunk)
+            return torch.tanh(torch.einsum("h,bhl->bl", self.contract.weight[0], h) + self.contract.bias)
+
+    net = Net()
+    if cfg.get("init") == "identity":
+        # Start at y = tanh(x), what the teacher does at low settings: every block's branch zero (FiLM weights
+        # and biases 0, so s = 0 until they learn, as in ReZero) and the contraction undoing the expansion
+        # (c . w = 1, no biases). The expansion is scaled by `expand_gain` so that the residual stream is about
+        # as large as a normalised branch (guitar at -25 dBFS RMS, times 10). Trained from a random network the
+        # model first spends its short budget finding its way back to a transparent output.
+        with torch.no_grad():
+            for block in net.blocks:
+                block.film.weight.zero_()
+                block.film.bias.zero_()
+            net.expand.weight.mul_(cfg.get("expand_gain", 1.0))
+            w = net.expand.weight[:, 0]
+            net.expand.bias.zero_()
+            net.contract.weight[0] = w / torch.sum(w * w)
+            net.contract.bias.zero_()
+    return net
+
+
+def f32(v) -> float:
+    """A float32 value as the shortest decimal that reads back to it."""
+    return float(np.format_float_positional(np.float32(v), unique=True, trim="-"))
+
+
+def export_weights(net) -> dict:
+    def arr(t):
+        a = t.detach().cpu().numpy().astype(np.float32)
+        return [f32(v) for v in a] if a.ndim == 1 else [arr(row) for row in t]
+
+    import torch
+
+    blocks = []
+    for b in net.blocks:
+        ssm = b.ssm
+        blocks.append({
+            "linear": {"weight": arr(b.linear.weight), "bias": arr(b.linear.bias)},
+            "prelu1": f32(b.prelu1.weight.item()),
+            "ssm": {"dt": arr(torch.exp(ssm.log_dt)), "a_re": arr(-torch.exp(ssm.log_a_real)),
+                    "a_im": arr(ssm.a_imag), "c_re": arr(ssm.c[..., 0]), "c_im": arr(ssm.c[..., 1]),
+                    "d": arr(ssm.d)},
+            "norm": {"mean": arr(b.norm.running_mean), "var": arr(b.norm.running_var), "eps": BN_EPS},
+            "film": {"weight": arr(b.film.weight), "bias": arr(b.film.bias)},
+            "prelu2": f32(b.prelu2.weight.item()),
+            "residual": arr(b.residual),
+        })
+    mlp = [m for m in net.mlp if isinstance(m, torch.nn.Linear)]
+    return {
+        "mlp": [{"weight": arr(m.weight), "bias": arr(m.bias)} for m in mlp],
+        "expand": {"weight": arr(net.expand.weight[:, 0]), "bias": arr(net.expand.bias)},
+        "blocks": blocks,
+        "contract": {"weight": arr(net.contract.weight[0]), "bias": f32(net.contract.bias.item())},
+    }
+
+
+def load_weights(torch, net, w: dict) -> None:
+    """The inverse of export_weights (log_dt = log(dt), log_a_real = log(-a_re)), in the net's dtype."""
+    def t(v, like):
+        return torch.tensor(v, dtype=like.dtype).reshape(like.shape)
+
+    with torch.no_grad():
+        mlp = [m for m in net.mlp if isinstance(m, torch.nn.Linear)]
+        for m, wm in zip(mlp, w["mlp"], strict=True):
+            m.weight.copy_(t(wm["weight"], m.weight))
+            m.bias.copy_(t(wm["bias"], m.bias))
+        net.expand.weight.copy_(t(w["expand"]["weight"], net.expand.weight))
+        net.expand.bias.copy_(t(w["expand"]["bias"], net.expand.bias))
+        for b, wb in zip(net.blocks, w["blocks"], strict=True):
+            b.linear.weight.copy_(t(wb["linear"]["weight"], b.linear.weight))
+            b.linear.bias.copy_(t(wb["linear"]["bias"], b.linear.bias))
+            b.prelu1.weight.fill_(wb["prelu1"])
+            s = wb["ssm"]
+            b.ssm.log_dt.copy_(torch.log(t(s["dt"], b.ssm.log_dt)))
+            b.ssm.log_a_real.copy_(torch.log(-t(s["a_re"], b.ssm.log_a_real)))
+            b.ssm.a_imag.copy_(t(s["a_im"], b.ssm.a_imag))
+            b.ssm.c.copy_(torch.stack([torch.tensor(s["c_re"]), torch.tensor(s["c_im"])], -1))
+            b.ssm.d.copy_(t(s["d"], b.ssm.d))
+            b.norm.running_mean.copy_(t(wb["norm"]["mean"], b.norm.running_mean))
+            b.norm.running_var.copy_(t(wb["norm"]["var"], b.norm.running_var))
+            b.film.weight.copy_(t(wb["film"]["weight"], b.film.weight))
+            b.film.bias.copy_(t(wb["film"]["bias"], b.film.bias))
+            b.prelu2.weight.fill_(wb["prelu2"])
+            b.residual.copy_(t(wb["residual"], b.residual))
+        net.contract.weight.copy_(t(w["contract"]["weight"], net.contract.weight))
+        net.contract.bias.fill_(w["contract"]["bias"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Losses
+
+
+def make_loss(torch, learning: dict, train_mean_square: float):
+    kind = learning["loss"]
+    coef = learning.get("pre_emphasis", 0.85)
+
+    def esr_t(a, b):
+        return torch.sum((a - b) ** 2) / (torch.sum(b**2) + 1e-10)
+
+    def pre(s):
+        return s[:, 1:] - coef * s[:, :-1]
+
+    def stft_mag(s, n_fft, hop, win):
+        spec = torch.stft(s, n_fft, hop, win, window=torch.hann_window(win, dtype=s.dtype), return_complex=True)
+        return torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=1e-8))
+
+    def mrstft(a, b):
+        """auraloss's MultiResolutionSTFTLoss defaults: spectral convergence + log-magnitude L1, three sizes."""
+        total = 0.0
+        for n_fft, hop, win in ((1024, 120, 600), (2048, 240, 1200), (512, 50, 240)):
+            ma, mb = stft_mag(a, n_fft, hop, win), stft_mag(b, n_fft, hop, win)
+            total = total + torch.linalg.norm(mb - ma) / torch.linalg.norm(mb) + torch.mean(torch.abs(
+                torch.log(mb) - torch.log(ma)))
+        return total / 3
+
+    if kind == "esr":
+        return esr_t
+    if kind == "split_esr":
+        # The squared error over the training set's mean square: the split's ESR, which the manifest reports,
+        # estimated without the spikes of a batch's own (sometimes near-silent) target energy.
+        return lambda a, b: torch.mean((a - b) ** 2) / train_mean_square
+    if kind == "esr+pre_esr":
+        return lambda a, b: esr_t(a, b) + esr_t(pre(a), pre(b))
+    if kind == "mae+mrstft":
+        return lambda a, b: torch.mean(torch.abs(a - b)) + mrstft(a, b)
+    raise ValueError(f"unknown loss '{kind}' (esr, split_esr, esr+pre_esr, mae+mrstft)")
+
+
+# --------------------------------------------------------------------------------------------------------------
+
+
+def merged(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
+
+
+def main() -> None:
+    recipes = json.loads(RECIPES.read_text())["recipes"]
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipe", choices=sorted(recipes))
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    ap.add_argument("--workdir", type=Path, help="where the data goes (default: a temp dir)")
+    ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
+    ap.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where the model, check and manifest go")
+    ap.add_argument("--loss", help="override the recipe's loss (esr, split_esr, esr+pre_esr, mae+mrstft)")
+    ap.add_argument("--lr", type=float, help="override the recipe's learning rate (not the S4D's)")
+    ap.add_argument("--override", type=json.loads, default={},
+                    help='JSON merged into the recipe, for experiments: \'{"model": {"channels": 24}}\'')
+    ap.add_argument("--experiment", action="store_true",
+                    help="train and report the validation ESR only: no export, nothing written")
+    args = ap.parse_args()
+    recipe = merged(recipes[args.recipe], args.override)
+    learning = dict(recipe["learning"])
+    if args.loss:
+        learning["loss"] = args.loss
+    if args.lr:
+        learning["lr"] = args.lr
+    cfg = recipe["model"]
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(learning["seed"])
+    commit = git_commit(["engine", "app", "training"])
+    nb = neuralboard_binary().resolve()
+    work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
+    tmp = work / "data"
+    tmp.mkdir(parents=True, exist_ok=True)
+    rate = recipe["sample_rate"]
+    warm_eval = int(WARMUP_S * rate)
+
+    # 1. Data.
+    log(f"making data in {tmp}")
+    chunks = {split: expand_chunks(nb, tmp, recipe, split) for split in recipe["splits"]}
+    seeds = [c["seed"] for cs in chunks.values() for c in cs]
+    assert len(set(seeds)) == len(seeds), "corpus seeds must be disjoint across chunks and splits"
+    data = {split: [make_chunk(nb, tmp, recipe, c) for c in cs] for split, cs in chunks.items()}
+    ctrl = {split: [control_vector(c["peak_reduction"], c["limit"]) for c in cs] for split, cs in chunks.items()}
+
+    # 2. Model and training.
+    net = build_model(torch, cfg)
+    n_params = sum(p.numel() for p in net.parameters())
+    ssm_params = [p for n, p in net.named_parameters() if ".ssm." in n and not n.endswith(".c") and
+                  not n.endswith(".d")]
+    other = [p for p in net.parameters() if all(p is not q for q in ssm_params)]
+    opt = torch.optim.Adam([{"params": other, "lr": learning["lr"]},
+                            {"params": ssm_params, "lr": learning["lr_ssm"]}])
+    base_lr = [learning["lr"], learning["lr_ssm"]]
+    train_ms = float(np.mean(np.concatenate([y for _, y in data["train"]]).astype(np.float64) ** 2))
+    loss_fn = make_loss(torch, learning, train_ms)
+    chunk_t = learning["chunk"]
+
+    def run_model(model, x: np.ndarray, c: list[float], form: str, dtype=torch.float32) -> np.ndarray:
+        with torch.no_grad():
+            out = model(torch.from_numpy(x).to(dtype)[None], torch.tensor([c], dtype=dtype), form, chunk_t)
+        return out[0].double().numpy()
+
+    def evaluate(model, split: str, form: str = "chunked", dtype=torch.float32) -> tuple[float, list[float]]:
+        """ESR over a split's chunks after WARMUP_S, the model from a zero state over each whole chunk."""
+        model.eval()
+        err = ref = 0.0
+        per = []
+        for (x, y), c in zip(data[split], ctrl[split]):
+            out = run_model(model, x, c, form, dtype)
+            y64 = y[warm_eval:].astype(np.float64)
+            e = float(np.sum((y64 - out[warm_eval:]) ** 2))
+            err, ref = err + e, ref + float(np.sum(y64**2))
+            per.append(esr(y[warm_eval:], out[warm_eval:]))
+        model.train()
+        return err / ref, per
+
+    train = data["train"]
+    lengths = np.array([len(y) for _, y in train], dtype=np.float64)
+    rng = np.random.default_rng(learning["seed"])
+    warm, span, batch = learning["warmup"], learning["loss_samples"], learning["batch"]
+    window = warm + span
+    assert lengths.min() >= window, "training chunks must be longer than a window"
+    max_minutes = args.max_minutes if args.max_minutes is not None else recipe["max_minutes"]
+    stop_below = recipe["target_esr"]["test"] * recipe["stop_at_fraction_of_target"]
+    log(f"training {args.recipe}: S4D {cfg['channels']} channels x {cfg['modes']} modes x {cfg['depth']} blocks, "
+        f"{n_params} parameters, loss {learning['loss']}, {lengths.sum() / rate:.0f} s of training audio in "
+        f"{len(train)} chunks, at most {max_minutes} min on {args.threads} threads")
+
+    def sample_batch(n: int):
+        which = rng.choice(len(train), size=n, p=lengths / lengths.sum())
+        inp = np.empty((n, window), dtype=np.float32)
+        tgt = np.empty((n, window), dtype=np.float32)
+        for b, ci in enumerate(which):
+            x, y = train[ci]
+            start = 0 if rng.random() < learning["start_at_zero"] else rng.integers(0, len(y) - window + 1)
+            sign = 1.0 if rng.random() < 0.5 else -1.0
+            inp[b], tgt[b] = sign * x[start:start + window], sign * y[start:start + window]
+        c_t = torch.tensor([ctrl["train"][ci] for ci in which], dtype=torch.float32)
+        return torch.from_numpy(inp), c_t, torch.from_numpy(tgt)
+
+    # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
+    # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch.
+    with torch.no_grad():
+        norms = [b.norm for b in net.blocks]
+        for nm in norms:
+            nm.momentum = 1.0
+        inp, c_t, _ = sample_batch(learning["batch"])
+        net(inp, c_t, "chunked", chunk_t)
+        for nm in norms:
+            nm.momentum = 0.1
+    log(f"validation ESR at the start: {evaluate(net, 'validation')[0]:.5f}")
+
+    # torch.compile fuses the element-wise work (about twice as fast on a CPU; the first step compiles, a few
+    # minutes, inside the time limit). Evaluation runs the plain module, which shares the parameters.
+    step_net = torch.compile(net) if learning.get("compile") else net
+    t0 = time.time()
+    best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+    last_val = t0
+    steps = 0
+    history = []
+    recent = []
+    while True:
+        elapsed = time.time() - t0
+        if elapsed > max_minutes * 60:
+            break
+        for g, lr in zip(opt.param_groups, base_lr):
+            g["lr"] = lr * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
+        inp, c_t, tgt = sample_batch(batch)
+        out = step_net(inp, c_t, "chunked", chunk_t)
+        loss = loss_fn(out[:, warm:], tgt[:, warm:])
+        recent.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        if learning.get("clip_grad"):
+            torch.nn.utils.clip_grad_norm_(net.parameters(), learning["clip_grad"])
+        opt.step()
+        steps += 1
+        if steps % 10 == 0:
+            log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, loss (mean of 10) {np.mean(recent[-10:]):.5f}")
+        if time.time() - last_val > learning["validate_every_s"]:
+            val, _ = evaluate(net, "validation")
+            if val < best[0]:
+                best = (val, copy.deepcopy(net.state_dict()), steps)
+            history.append({"minutes": round((time.time() - t0) / 60, 2), "step": steps, "validation_esr": val})
+            log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, validation ESR {val:.5f} (best {best[0]:.5f})")
+            last_val = time.time()
+            if val < stop_below:
+                log(f"validation ESR under {stop_below}: stopping")
+                break
+    minutes = (time.time() - t0) / 60
+    val, _ = evaluate(net, "validation")
+    if val < best[0]:
+        best = (val, copy.deepcopy(net.state_dict()), steps)
+    net.load_state_dict(best[1])
+    log(f"best validation ESR {best[0]:.5f} at step {best[2]} of {steps}, {minutes:.1f} min")
+    if args.experiment:
+        _, per = evaluate(net, "validation")
+        log("validation per chunk: " + ", ".join(f"{c['peak_reduction']:g}/{c['limit']}: {e:.4f}"
+                                                 for c, e in zip(chunks["validation"], per)))
+        torch.save(net.state_dict(), work / "experiment.pt")
+        return
+
+    # 3. Export, check, manifest. Everything below runs the exported numbers: the check in double precision and
+    # the full-length FFT convolution, the ESRs in single precision and the chunked form (the same linear map,
+    # several times faster; the two are compared below).
+    weights = export_weights(net)
+    ref = build_model(torch, cfg).double()
+    load_weights(torch, ref, weights)
+    ref.eval()
+    exported = build_model(torch, cfg)
+    load_weights(torch, exported, weights)
+    exported.eval()
+    model_doc = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "sample_rate": rate,
+        "config": {"channels": cfg["channels"], "modes": cfg["modes"], "depth": cfg["depth"],
+                   "embedding": cfg["embedding"], "controls": CONTROLS},
+        "weights": weights,
+        "output": "tanh",
+        "metadata": recipe["metadata"],
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    model_out = args.out_dir / f"{args.recipe}.s4d.json"
+    tmp_out = model_out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(model_doc, separators=(",", ":")) + "\n")
+    os.replace(tmp_out, model_out)
+
+    # The check: loud then 20 dB quieter, from a held-out corpus seed, in the FFT-convolution form.
+    check_spec = recipe["check"]
+    check_corpus = tmp / "check.wav"
+    run([nb, "corpus", "--seed", check_spec["seed"], "--seconds", check_spec["seconds"], "--rate", rate,
+         check_corpus])
+    cx = read_float(check_corpus)
+    half = CHECK_SAMPLES // 2
+    energy = np.convolve(cx.astype(np.float64) ** 2, np.ones(half), "valid")
+    at = int(np.argmax(energy[:len(energy) - CHECK_SAMPLES]))
+    excerpt = np.concatenate([cx[at:at + half], cx[at + half:at + CHECK_SAMPLES] * 0.1])
+    excerpt = excerpt * (0.89 / np.max(np.abs(excerpt)))  # the loud half peaks at -1 dBFS
+    excerpt = np.array([float(f"{v:.7g}") for v in excerpt], dtype=np.float32)
+    cases = []
+    for p, lim in check_spec["controls"]:
+        out = run_model(ref, excerpt, control_vector(p, lim), "fft", torch.float64)
+        cases.append({"controls": {"peak_reduction": float(p), "limit": float(lim)},
+                      "input": [float(f"{v:.7g}") for v in excerpt],
+                      "output": [float(f"{v:.7g}") for v in out]})
+    check_out = args.out_dir / f"{args.recipe}.check.json"
+    check_out.write_text(json.dumps({
+        "description": "The model's output (float64, full-length FFT convolution, eval mode, from a zero state) "
+                       f"for {CHECK_SAMPLES} samples: corpus seed {check_spec['seed']} from sample {at}, "
+                       f"scaled to peak at -1 dBFS, the second half 20 dB down. Values to 7 significant digits.",
+        "cases": cases}, separators=(",", ":")) + "\n")
+    check_err = max_check_error(model_doc, json.loads(check_out.read_text()))
+    log(f"check: the recurrence (recurrent.py) against the FFT form: max difference {check_err:.3g}")
+    if check_err > CHECK_TOLERANCE:
+        raise SystemExit(f"{check_out}: the recurrent form is {check_err:.3g} off the FFT form "
+                         f"(tolerance {CHECK_TOLERANCE}): the export is wrong")
+
+    results = {}
+    for split in chunks:
+        total, per = evaluate(exported, split)
+        results[split] = {"esr": total, "per_chunk": [round(e, 6) for e in per]}
+        log(f"{split}: ESR {total:.5f}; per chunk {[f'{e:.4f}' for e in per]}")
+    # What the ESRs ran (single precision, chunked) against the double-precision full-length FFT convolution.
+    x0 = data["test"][-1][0][:2 * rate]
+    drift = float(np.max(np.abs(run_model(exported, x0, ctrl["test"][-1], "chunked") -
+                                run_model(ref, x0, ctrl["test"][-1], "fft", torch.float64))))
+    log(f"float32 chunked vs float64 FFT form, first 2 s of the last test chunk: max difference {drift:.2e}")
+
+    missed = [split for split, target in recipe["target_esr"].items() if results[split]["esr"] > target]
+    if missed:
+        log(f"targets missed: {missed}")
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "name": args.recipe,
+        "file": model_out.name,
+        "check_file": check_out.name,
+        "architecture": recipe["architecture"],
+        "parameters": n_params,
+        "sample_rate": rate,
+        "teacher": recipe["teacher"],
+        "input_definition": INPUT_DEFINITION,
+        "chunks": {split: cs for split, cs in chunks.items() if split.startswith("test")},
+        "results": results,
+        "target_esr": recipe["target_esr"],
+        "targets_missed": missed,
+        "esr_definition": f"sum((teacher - model)^2) / sum(teacher^2) over all chunks of a split, samples "
+                          f"t >= {warm_eval} ({WARMUP_S} s) of each chunk; the model runs from a zero state "
+                          f"(all SSM states 0) over the whole chunk with the chunk's controls, and the teacher "
+                          f"from rest over the same input. Measured on the exported weights in single precision "
+                          f"(the convolution computed in chunks: the same linear map as the recurrence)",
+        "esr_warmup_seconds": WARMUP_S,
+        "forms_max_difference": drift,
+        "training": {
+            "recipe": f"python training/compressor/train.py {args.recipe}",
+            "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "framework": f"torch {torch.__version__}",
+            "machine": f"{platform.machine()}, {args.threads} torch threads",
+            "minutes": round(minutes, 1),
+            "steps": steps,
+            "best_at_step": best[2],
+            "best_validation_esr": best[0],
+            "loss": learning["loss"],
+            "overrides": args.override,
+            "validation_history": history,
+            "train_chunks": chunks["train"],
+            "validation_chunks": chunks["validation"],
+        },
+    }
+    manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    log(f"wrote {model_out}, {check_out} and {manifest_path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
