@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::path::Path;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use neuralboard_engine::preset::Preset;
+use neuralboard_engine::preset::{Preset, PresetSlot};
 use neuralboard_engine::{Engine, EngineConfig};
 
 const SR: f32 = 48_000.0;
@@ -54,6 +54,12 @@ fn chain(c: &mut Criterion) {
     bench_preset(c, "empty", &Preset::empty("empty"), false);
     bench_preset(c, "clean-practice", &factory("clean-practice.ron"), false);
     bench_preset(c, "clean-practice+tuner", &factory("clean-practice.ron"), true);
+    // Each built-in neural pedal alone (at its default knobs), so its own cost shows: the chain's fixed costs are
+    // the "empty" line.
+    for kind in ["phaser", "flanger"] {
+        let preset = Preset { chain: vec![PresetSlot::new(kind)], ..Preset::empty(kind) };
+        bench_preset(c, kind, &preset, false);
+    }
 }
 
 criterion_group!(benches, chain);
