@@ -401,11 +401,6 @@ impl S4dNetwork {
         self.max_block
     }
 
-    /// Number of controls [`S4dNetwork::set_controls`] takes.
-    pub fn control_count(&self) -> usize {
-        self.ranges.len()
-    }
-
     /// Sets the controls (plain values, in the file's order; missing ones keep the minimum): runs the MLP and
     /// refolds every block's affine. Real-time safe (no allocation; a few thousand multiply-adds), so call it when a
     /// control moves, not every sample.
