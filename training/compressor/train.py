@@ -2,6 +2,7 @@
 """Train Neuralboard's neural opto compressor: an S4D state-space model conditioned on the knobs (FiLM).
 
     python training/compressor/train.py RECIPE [--threads N] [--workdir DIR] [--max-minutes M] [--out-dir DIR]
+    python training/compressor/train.py RECIPE --remeasure      # the shipped file: check and ESRs again
 
 After Yin, Cheng, Steinmetz, Yuan, Stern & Dannenberg, "Modelling analog dynamic range compressors using deep
 learning and state-space models" (arXiv 2403.16331), smaller. The knobs c = [peak_reduction / 100, limit] go
@@ -451,6 +452,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, help="override the recipe's learning rate (not the S4D's)")
     ap.add_argument("--override", type=json.loads, default={},
                     help='JSON merged into the recipe, for experiments: \'{"model": {"channels": 24}}\'')
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure the shipped model file again (check, ESRs, manifest) instead of training")
     ap.add_argument("--experiment", action="store_true",
                     help="train and report the validation ESR only: no export, nothing written")
     args = ap.parse_args()
@@ -482,17 +485,6 @@ def main() -> None:
     data = {split: [make_chunk(nb, tmp, recipe, c) for c in cs] for split, cs in chunks.items()}
     ctrl = {split: [control_vector(c["peak_reduction"], c["limit"]) for c in cs] for split, cs in chunks.items()}
 
-    # 2. Model and training.
-    net = build_model(torch, cfg)
-    n_params = sum(p.numel() for p in net.parameters())
-    ssm_params = [p for n, p in net.named_parameters() if ".ssm." in n and not n.endswith(".c") and
-                  not n.endswith(".d")]
-    other = [p for p in net.parameters() if all(p is not q for q in ssm_params)]
-    opt = torch.optim.Adam([{"params": other, "lr": learning["lr"]},
-                            {"params": ssm_params, "lr": learning["lr_ssm"]}])
-    base_lr = [learning["lr"], learning["lr_ssm"]]
-    train_ms = float(np.mean(np.concatenate([y for _, y in data["train"]]).astype(np.float64) ** 2))
-    loss_fn = make_loss(torch, learning, train_ms)
     chunk_t = learning["chunk"]
 
     def run_model(model, x: np.ndarray, c: list[float], form: str, dtype=torch.float32) -> np.ndarray:
@@ -502,6 +494,7 @@ def main() -> None:
 
     def evaluate(model, split: str, form: str = "chunked", dtype=torch.float32) -> tuple[float, list[float]]:
         """ESR over a split's chunks after WARMUP_S, the model from a zero state over each whole chunk."""
+        was_training = model.training
         model.eval()
         err = ref = 0.0
         per = []
@@ -511,99 +504,144 @@ def main() -> None:
             e = float(np.sum((y64 - out[warm_eval:]) ** 2))
             err, ref = err + e, ref + float(np.sum(y64**2))
             per.append(esr(y[warm_eval:], out[warm_eval:]))
-        model.train()
+        model.train(was_training)
         return err / ref, per
 
-    train = data["train"]
-    lengths = np.array([len(y) for _, y in train], dtype=np.float64)
-    rng = np.random.default_rng(learning["seed"])
-    warm, span, batch = learning["warmup"], learning["loss_samples"], learning["batch"]
-    window = warm + span
-    assert lengths.min() >= window, "training chunks must be longer than a window"
-    max_minutes = args.max_minutes if args.max_minutes is not None else recipe["max_minutes"]
-    stop_below = recipe["target_esr"]["test"] * recipe["stop_at_fraction_of_target"]
-    log(f"training {args.recipe}: S4D {cfg['channels']} channels x {cfg['modes']} modes x {cfg['depth']} blocks, "
-        f"{n_params} parameters, loss {learning['loss']}, {lengths.sum() / rate:.0f} s of training audio in "
-        f"{len(train)} chunks, at most {max_minutes} min on {args.threads} threads")
+    # 2. Model and training (or, with --remeasure, the shipped file).
+    def fit() -> tuple[dict, dict] | None:
+        """Trains; returns the exported weights and what the manifest records about the training."""
+        net = build_model(torch, cfg)
+        n_params = sum(p.numel() for p in net.parameters())
+        ssm_params = [p for n, p in net.named_parameters() if ".ssm." in n and not n.endswith(".c") and
+                      not n.endswith(".d")]
+        other = [p for p in net.parameters() if all(p is not q for q in ssm_params)]
+        opt = torch.optim.Adam([{"params": other, "lr": learning["lr"]},
+                                {"params": ssm_params, "lr": learning["lr_ssm"]}])
+        base_lr = [learning["lr"], learning["lr_ssm"]]
+        train_ms = float(np.mean(np.concatenate([y for _, y in data["train"]]).astype(np.float64) ** 2))
+        loss_fn = make_loss(torch, learning, train_ms)
 
-    def sample_batch(n: int):
-        which = rng.choice(len(train), size=n, p=lengths / lengths.sum())
-        inp = np.empty((n, window), dtype=np.float32)
-        tgt = np.empty((n, window), dtype=np.float32)
-        for b, ci in enumerate(which):
-            x, y = train[ci]
-            start = 0 if rng.random() < learning["start_at_zero"] else rng.integers(0, len(y) - window + 1)
-            sign = 1.0 if rng.random() < 0.5 else -1.0
-            inp[b], tgt[b] = sign * x[start:start + window], sign * y[start:start + window]
-        c_t = torch.tensor([ctrl["train"][ci] for ci in which], dtype=torch.float32)
-        return torch.from_numpy(inp), c_t, torch.from_numpy(tgt)
 
-    # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
-    # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch.
-    with torch.no_grad():
-        norms = [b.norm for b in net.blocks]
-        for nm in norms:
-            nm.momentum = 1.0
-        inp, c_t, _ = sample_batch(learning["batch"])
-        net(inp, c_t, "chunked", chunk_t)
-        for nm in norms:
-            nm.momentum = 0.1
-    log(f"validation ESR at the start: {evaluate(net, 'validation')[0]:.5f}")
+        train = data["train"]
+        lengths = np.array([len(y) for _, y in train], dtype=np.float64)
+        rng = np.random.default_rng(learning["seed"])
+        warm, span, batch = learning["warmup"], learning["loss_samples"], learning["batch"]
+        window = warm + span
+        assert lengths.min() >= window, "training chunks must be longer than a window"
+        max_minutes = args.max_minutes if args.max_minutes is not None else recipe["max_minutes"]
+        stop_below = recipe["target_esr"]["test"] * recipe["stop_at_fraction_of_target"]
+        log(f"training {args.recipe}: S4D {cfg['channels']} channels x {cfg['modes']} modes x {cfg['depth']} blocks, "
+            f"{n_params} parameters, loss {learning['loss']}, {lengths.sum() / rate:.0f} s of training audio in "
+            f"{len(train)} chunks, at most {max_minutes} min on {args.threads} threads")
 
-    # torch.compile fuses the element-wise work (about twice as fast on a CPU; the first step compiles, a few
-    # minutes, inside the time limit). Evaluation runs the plain module, which shares the parameters.
-    step_net = torch.compile(net) if learning.get("compile") else net
-    t0 = time.time()
-    best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
-    last_val = t0
-    steps = 0
-    history = []
-    recent = []
-    while True:
-        elapsed = time.time() - t0
-        if elapsed > max_minutes * 60:
-            break
-        for g, lr in zip(opt.param_groups, base_lr):
-            g["lr"] = lr * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
-        inp, c_t, tgt = sample_batch(batch)
-        out = step_net(inp, c_t, "chunked", chunk_t)
-        loss = loss_fn(out[:, warm:], tgt[:, warm:])
-        recent.append(loss.item())
-        opt.zero_grad()
-        loss.backward()
-        if learning.get("clip_grad"):
-            torch.nn.utils.clip_grad_norm_(net.parameters(), learning["clip_grad"])
-        opt.step()
-        steps += 1
-        if steps % 10 == 0:
-            log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, loss (mean of 10) {np.mean(recent[-10:]):.5f}")
-        if time.time() - last_val > learning["validate_every_s"]:
-            val, _ = evaluate(net, "validation")
-            if val < best[0]:
-                best = (val, copy.deepcopy(net.state_dict()), steps)
-            history.append({"minutes": round((time.time() - t0) / 60, 2), "step": steps, "validation_esr": val})
-            log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, validation ESR {val:.5f} (best {best[0]:.5f})")
-            last_val = time.time()
-            if val < stop_below:
-                log(f"validation ESR under {stop_below}: stopping")
+        def sample_batch(n: int):
+            which = rng.choice(len(train), size=n, p=lengths / lengths.sum())
+            inp = np.empty((n, window), dtype=np.float32)
+            tgt = np.empty((n, window), dtype=np.float32)
+            for b, ci in enumerate(which):
+                x, y = train[ci]
+                start = 0 if rng.random() < learning["start_at_zero"] else rng.integers(0, len(y) - window + 1)
+                sign = 1.0 if rng.random() < 0.5 else -1.0
+                inp[b], tgt[b] = sign * x[start:start + window], sign * y[start:start + window]
+            c_t = torch.tensor([ctrl["train"][ci] for ci in which], dtype=torch.float32)
+            return torch.from_numpy(inp), c_t, torch.from_numpy(tgt)
+
+        # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
+        # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch.
+        with torch.no_grad():
+            norms = [b.norm for b in net.blocks]
+            for nm in norms:
+                nm.momentum = 1.0
+            inp, c_t, _ = sample_batch(learning["batch"])
+            net(inp, c_t, "chunked", chunk_t)
+            for nm in norms:
+                nm.momentum = 0.1
+        log(f"validation ESR at the start: {evaluate(net, 'validation')[0]:.5f}")
+
+        # torch.compile fuses the element-wise work (about twice as fast on a CPU; the first step compiles, a few
+        # minutes, inside the time limit). Evaluation runs the plain module, which shares the parameters.
+        step_net = torch.compile(net) if learning.get("compile") else net
+        t0 = time.time()
+        best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+        last_val = t0
+        steps = 0
+        history = []
+        recent = []
+        while True:
+            elapsed = time.time() - t0
+            if elapsed > max_minutes * 60:
                 break
-    minutes = (time.time() - t0) / 60
-    val, _ = evaluate(net, "validation")
-    if val < best[0]:
-        best = (val, copy.deepcopy(net.state_dict()), steps)
-    net.load_state_dict(best[1])
-    log(f"best validation ESR {best[0]:.5f} at step {best[2]} of {steps}, {minutes:.1f} min")
-    if args.experiment:
-        _, per = evaluate(net, "validation")
-        log("validation per chunk: " + ", ".join(f"{c['peak_reduction']:g}/{c['limit']}: {e:.4f}"
-                                                 for c, e in zip(chunks["validation"], per)))
-        torch.save(net.state_dict(), work / "experiment.pt")
-        return
+            for g, lr in zip(opt.param_groups, base_lr):
+                g["lr"] = lr * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
+            inp, c_t, tgt = sample_batch(batch)
+            out = step_net(inp, c_t, "chunked", chunk_t)
+            loss = loss_fn(out[:, warm:], tgt[:, warm:])
+            recent.append(loss.item())
+            opt.zero_grad()
+            loss.backward()
+            if learning.get("clip_grad"):
+                torch.nn.utils.clip_grad_norm_(net.parameters(), learning["clip_grad"])
+            opt.step()
+            steps += 1
+            if steps % 10 == 0:
+                log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, loss (mean of 10) {np.mean(recent[-10:]):.5f}")
+            if time.time() - last_val > learning["validate_every_s"]:
+                val, _ = evaluate(net, "validation")
+                if val < best[0]:
+                    best = (val, copy.deepcopy(net.state_dict()), steps)
+                history.append({"minutes": round((time.time() - t0) / 60, 2), "step": steps, "validation_esr": val})
+                log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, validation ESR {val:.5f} (best {best[0]:.5f})")
+                last_val = time.time()
+                if val < stop_below:
+                    log(f"validation ESR under {stop_below}: stopping")
+                    break
+        minutes = (time.time() - t0) / 60
+        val, _ = evaluate(net, "validation")
+        if val < best[0]:
+            best = (val, copy.deepcopy(net.state_dict()), steps)
+        net.load_state_dict(best[1])
+        log(f"best validation ESR {best[0]:.5f} at step {best[2]} of {steps}, {minutes:.1f} min")
+        if args.experiment:
+            _, per = evaluate(net, "validation")
+            log("validation per chunk: " + ", ".join(f"{c['peak_reduction']:g}/{c['limit']}: {e:.4f}"
+                                                     for c, e in zip(chunks["validation"], per)))
+            torch.save(net.state_dict(), work / "experiment.pt")
+            return None
+        return export_weights(net), {
+            "recipe": f"python training/compressor/train.py {args.recipe}",
+            "commit": commit,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "framework": f"torch {torch.__version__}",
+            "machine": f"{platform.machine()}, {args.threads} torch threads",
+            "minutes": round(minutes, 1),
+            "steps": steps,
+            "best_at_step": best[2],
+            "best_validation_esr": best[0],
+            "loss": learning["loss"],
+            "overrides": args.override,
+            "validation_history": history,
+            "train_chunks": chunks["train"],
+            "validation_chunks": chunks["validation"],
+        }
+
+    model_out = args.out_dir / f"{args.recipe}.s4d.json"
+    manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
+    if args.remeasure:
+        # The shipped weights, measured again (after a change to the data, the evaluation or the check); the
+        # manifest keeps the training record and says when and at which commit it was re-measured.
+        weights = json.loads(model_out.read_text())["weights"]
+        training = json.loads(manifest_path.read_text())["training"]
+        training["remeasured"] = {
+            "commit": commit, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    else:
+        fitted = fit()
+        if fitted is None:
+            return
+        weights, training = fitted
 
     # 3. Export, check, manifest. Everything below runs the exported numbers: the check in double precision and
     # the full-length FFT convolution, the ESRs in single precision and the chunked form (the same linear map,
     # several times faster; the two are compared below).
-    weights = export_weights(net)
     ref = build_model(torch, cfg).double()
     load_weights(torch, ref, weights)
     ref.eval()
@@ -621,10 +659,10 @@ def main() -> None:
         "metadata": recipe["metadata"],
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    model_out = args.out_dir / f"{args.recipe}.s4d.json"
-    tmp_out = model_out.with_suffix(".json.tmp")
-    tmp_out.write_text(json.dumps(model_doc, separators=(",", ":")) + "\n")
-    os.replace(tmp_out, model_out)
+    if not args.remeasure:
+        tmp_out = model_out.with_suffix(".json.tmp")
+        tmp_out.write_text(json.dumps(model_doc, separators=(",", ":")) + "\n")
+        os.replace(tmp_out, model_out)
 
     # The check: loud then 20 dB quieter, from a held-out corpus seed, in the FFT-convolution form.
     check_spec = recipe["check"]
@@ -676,7 +714,7 @@ def main() -> None:
         "file": model_out.name,
         "check_file": check_out.name,
         "architecture": recipe["architecture"],
-        "parameters": n_params,
+        "parameters": sum(p.numel() for p in exported.parameters()),
         "sample_rate": rate,
         "teacher": recipe["teacher"],
         "input_definition": INPUT_DEFINITION,
@@ -691,24 +729,8 @@ def main() -> None:
                           f"(the convolution computed in chunks: the same linear map as the recurrence)",
         "esr_warmup_seconds": WARMUP_S,
         "forms_max_difference": drift,
-        "training": {
-            "recipe": f"python training/compressor/train.py {args.recipe}",
-            "commit": commit,
-            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "framework": f"torch {torch.__version__}",
-            "machine": f"{platform.machine()}, {args.threads} torch threads",
-            "minutes": round(minutes, 1),
-            "steps": steps,
-            "best_at_step": best[2],
-            "best_validation_esr": best[0],
-            "loss": learning["loss"],
-            "overrides": args.override,
-            "validation_history": history,
-            "train_chunks": chunks["train"],
-            "validation_chunks": chunks["validation"],
-        },
+        "training": training,
     }
-    manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"wrote {model_out}, {check_out} and {manifest_path}")
 
