@@ -355,3 +355,39 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod check {
+    use super::*;
+
+    /// The trainer's check file: the shipped model's output in the training framework's FFT-convolution form (f64,
+    /// from a zero state), which the engine's recurrent form must reproduce.
+    #[test]
+    fn compressor_the_shipped_model_matches_its_training_form() {
+        let check: serde_json::Value =
+            serde_json::from_str(include_str!("../../../assets/models/compressor/opto.check.json")).unwrap();
+        let file = s4d::parse(MODEL).unwrap();
+        let cases = check["cases"].as_array().unwrap();
+        assert!(cases.len() >= 3);
+        for case in cases {
+            let floats = |v: &serde_json::Value| -> Vec<f32> {
+                v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
+            };
+            let (input, want) = (floats(&case["input"]), floats(&case["output"]));
+            let controls = [
+                case["controls"]["peak_reduction"].as_f64().unwrap() as f32,
+                case["controls"]["limit"].as_f64().unwrap() as f32,
+            ];
+            let mut net = S4dNetwork::new(&file, 64);
+            net.set_controls(&controls);
+            net.clear();
+            let mut got = vec![0.0; input.len()];
+            for (x, y) in input.chunks(64).zip(got.chunks_mut(64)) {
+                net.process(x, y);
+            }
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+            let peak = want.iter().fold(0.0f32, |m, w| m.max(w.abs()));
+            assert!(worst < 1e-4 * peak.max(0.1), "controls {controls:?}: worst difference {worst} (peak {peak})");
+        }
+    }
+}
