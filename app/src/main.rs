@@ -545,6 +545,25 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
             s.target.map(|t| format!("; target {t}{}", if s.esr <= t { "" } else { " (missed)" })).unwrap_or_default(),
         );
     }
+    if !result.dynamics.is_empty() {
+        println!("  dynamics against the teacher (static curve −40…0 dBFS; attack/release on a −30 → −6 dBFS step):");
+    }
+    for d in &result.dynamics {
+        let times = |t: Option<eval::dynamics::Timing>| {
+            t.map_or("no compression".to_owned(), |t| {
+                format!("attack {:.1} ms, release {:.0} ms", 1e3 * t.attack_s, 1e3 * t.release_s)
+            })
+        };
+        println!(
+            "    peak reduction {}{}: static curve within {:.2} dB; teacher {}; model {}{}",
+            d.peak_reduction,
+            if d.limit >= 0.5 { " (limit)" } else { "" },
+            d.static_max_difference_db,
+            times(d.teacher),
+            times(d.model),
+            d.timing_errors().map(|(a, r)| format!(" ({:+.0} % / {:+.0} %)", 100.0 * a, 100.0 * r)).unwrap_or_default(),
+        );
+    }
     println!("  measured in {:.1} s", started.elapsed().as_secs_f64());
     if let Some(tolerance) = check {
         for s in &result.splits {

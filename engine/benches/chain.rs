@@ -56,7 +56,7 @@ fn chain(c: &mut Criterion) {
     bench_preset(c, "clean-practice+tuner", &factory("clean-practice.ron"), true);
     // Each built-in neural pedal alone (at its default knobs), so its own cost shows: the chain's fixed costs are
     // the "empty" line.
-    for kind in ["phaser", "flanger"] {
+    for kind in ["phaser", "flanger", "compressor"] {
         let preset = Preset { chain: vec![PresetSlot::new(kind)], ..Preset::empty(kind) };
         bench_preset(c, kind, &preset, false);
     }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod compressor;
 pub mod dynamics;
 
 use crate::corpus::{self, CorpusSpec};
@@ -137,7 +138,12 @@ impl Manifest {
 
 /// The manifest that belongs beside a model file: `NAME.nam` → `NAME.manifest.json`.
 pub fn manifest_path_for(model: &Path) -> PathBuf {
-    model.with_extension("manifest.json")
+    // `opto.s4d.json` → `opto.manifest.json`: the format's double extension goes too.
+    let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    match name.strip_suffix(".s4d.json") {
+        Some(stem) => model.with_file_name(format!("{stem}.manifest.json")),
+        None => model.with_extension("manifest.json"),
+    }
 }
 
 /// The test split of a manifest: the corpus input and the teacher's output, sample-aligned.
@@ -158,6 +164,8 @@ pub struct Evaluation {
     pub architecture: String,
     pub sample_rate: u32,
     pub splits: Vec<SplitEvaluation>,
+    /// For a compressor: its static curves and timings against the teacher's.
+    pub dynamics: Vec<compressor::DynamicsComparison>,
 }
 
 /// One test split, measured again here.
@@ -220,6 +228,20 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
         Ok(nam_file)
     };
 
+    if kind.as_deref() == Some("opto") {
+        let manifest = compressor::CompressorManifest::parse(&text).map_err(bad_manifest)?;
+        let file = compressor::load_model(model_path, &manifest)?;
+        let splits = compressor::evaluate_splits(&manifest, &file).map_err(bad_manifest)?;
+        return Ok(Evaluation {
+            manifest_path,
+            name: manifest.name,
+            architecture: manifest.architecture,
+            sample_rate: manifest.sample_rate,
+            splits,
+            dynamics: compressor::compare_dynamics(&file),
+        });
+    }
+
     if matches!(kind.as_deref(), Some("phaser" | "flanger")) {
         let manifest = ModulationManifest::parse(&text).map_err(bad_manifest)?;
         let file = check_file(&manifest.file, manifest.sample_rate)?;
@@ -256,6 +278,7 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
             architecture: manifest.architecture,
             sample_rate: manifest.sample_rate,
             splits,
+            dynamics: Vec::new(),
         });
     }
 
@@ -289,6 +312,7 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
         architecture: manifest.architecture,
         sample_rate: manifest.sample_rate,
         splits: vec![split],
+        dynamics: Vec::new(),
     })
 }
 

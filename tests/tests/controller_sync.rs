@@ -190,3 +190,27 @@ fn a_presets_midi_mappings_survive_loading_and_saving_the_board() {
     assert!(controller.is_modified(), "an edited mapping is an unsaved change");
     assert_eq!(controller.to_preset().midi, edited);
 }
+
+/// The compressor's meter: its gain reduction reaches the window through the telemetry, by slot, and a bypassed
+/// compressor reads 0 dB.
+#[test]
+fn a_compressors_gain_reduction_is_published_for_its_slot() {
+    let board = preset(
+        "Squeeze",
+        0.0,
+        0.0,
+        &[("gain", false, &[("gain_db", 0.0)]), ("compressor", false, &[("peak_reduction", 90.0)])],
+    );
+    let (mut engine, mut controller) = engine_with(&board);
+    let (gain, compressor) = (controller.slots()[0].id, controller.slots()[1].id);
+    let loud = sine(220.0, 0.7, frames(0.5));
+    render_with(&mut engine, &loud, &[128], |_, _| drop(controller.poll()));
+    let reading = controller.telemetry().gain_reduction;
+    assert_eq!(reading.get(gain), None, "a volume pedal has no gain-reduction meter");
+    let reduction = reading.get(compressor).expect("the compressor meters its gain reduction");
+    assert!(reduction > 3.0, "a −3 dBFS tone at peak reduction 90 is compressed: {reduction} dB");
+
+    controller.set_bypass(compressor, true).unwrap();
+    render_with(&mut engine, &loud[..frames(0.1)], &[128], |_, _| drop(controller.poll()));
+    assert_eq!(controller.telemetry().gain_reduction.get(compressor), Some(0.0));
+}

@@ -4,6 +4,7 @@
 
 pub mod amp;
 pub mod cab;
+pub mod compressor;
 pub mod gain;
 pub mod gate;
 pub mod missing;
@@ -83,6 +84,14 @@ pub static KINDS: &[PedalKind] = &[
         needs_model: false,
         params: || modulation::FLANGER_EFFECT.params(),
         build: |_| Ok(Box::new(modulation::Modulation::new(modulation::FLANGER_EFFECT).map_err(BuildError::Model)?)),
+    },
+    PedalKind {
+        kind: compressor::KIND,
+        name: "Neural Compressor",
+        description: "An LA-2A-style opto compressor learned by an S4D state-space network: peak reduction, limit, gain.",
+        needs_model: false,
+        params: compressor::Compressor::params,
+        build: |_| Ok(Box::new(compressor::Compressor::new().map_err(BuildError::Model)?)),
     },
     PedalKind {
         kind: gate::KIND,
