@@ -4,8 +4,10 @@
     python training/compressor/recurrent.py [MODEL.s4d.json [CHECK.json]]
 
 A numpy reference for the Rust side, read from the exported file alone: the control MLP and FiLM once per
-setting, then per sample the expand layer, the blocks (Linear, PReLU, the S4D recurrence discretised by zero-order
-hold in double precision, BatchNorm with running statistics, FiLM, PReLU, residual) and tanh. With a check file
+setting, then per sample the expand layer (the audio, and its level in decibels where the file has `level_floor_db`), the blocks
+(Linear, PReLU, the S4D recurrence discretised by zero-order hold in double precision, BatchNorm with running
+statistics, FiLM, PReLU, residual) and the output: tanh, or with `"output": "gain"` the input times
+exp(-softplus(.)). With a check file
 it runs every case and prints the largest difference to the check's output (the training framework's
 FFT-convolution form); train.py calls `max_check_error` after export and refuses a file over `CHECK_TOLERANCE`.
 """
@@ -52,16 +54,24 @@ def run(model: dict, x: np.ndarray, controls: dict) -> np.ndarray:
             "p2": b["prelu2"], "r": np.array(b["residual"]), "state": np.zeros_like(abar),
         })
     ew, eb = np.array(w["expand"]["weight"]), np.array(w["expand"]["bias"])
+    floor = model["config"].get("level_floor_db")
+    lw = np.array(w["expand"]["level_weight"]) if floor is not None else None
     cw, cb = np.array(w["contract"]["weight"]), w["contract"]["bias"]
+    gain = model.get("output", "tanh") == "gain"
     out = np.empty(len(x))
     for t, xt in enumerate(x.astype(np.float64)):
         h = ew * xt + eb
+        if lw is not None:
+            with np.errstate(divide="ignore"):
+                h = h + lw * (1.0 + max(20.0 * np.log10(abs(xt)), floor) / -floor)
         for b in blocks:
             v = prelu(b["w"] @ h + b["b"], b["p1"])
             b["state"] = b["abar"] * b["state"] + b["bbar"] * v[:, None]
             s = 2.0 * np.real(np.sum(b["c"] * b["state"], axis=1)) + b["d"] * v
             h = prelu(s * b["alpha"] + b["beta"], b["p2"]) + b["r"] * h
-        out[t] = np.tanh(cw @ h + cb)
+        o = cw @ h + cb
+        # gain: y = x exp(-softplus(o)), never louder than the input; tanh: the output itself.
+        out[t] = xt * np.exp(-np.logaddexp(0.0, o)) if gain else np.tanh(o)
     return out
 
 

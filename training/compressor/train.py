@@ -7,7 +7,8 @@
 After Yin, Cheng, Steinmetz, Yuan, Stern & Dannenberg, "Modelling analog dynamic range compressors using deep
 learning and state-space models" (arXiv 2403.16331), smaller. The knobs c = [peak_reduction / 100, limit] go
 through an MLP 2 -> 16 -> 32 -> 32 (ReLU after every layer) to an embedding e. The audio x is expanded to H
-channels (h = w x + b), then DEPTH blocks of
+channels (h = w x + b; with `level_floor_db`, h = w x + w_l l(x) + b, where l(x) = 1 + max(20 log10|x|, floor) /
+-floor is the sample's level in decibels, 0 in silence: see level_feature), then DEPTH blocks of
 
     v = PReLU(W h + b)                      Linear(H, H) across channels, one shared PReLU slope
     s = S4D(v)                              per channel: N complex modes, zero-order hold, B = 1 absorbed in C
@@ -15,7 +16,10 @@ channels (h = w x + b), then DEPTH blocks of
     s = PReLU(gamma(e) * s + beta(e))       FiLM from the embedding (Linear(32, 2H)), one shared PReLU slope
     h = s + r * h                           per-channel residual
 
-and y = tanh(w . h + b). The S4D layer of channel c is the linear recurrence
+and y = tanh(w . h + b) (`output: tanh`), or with `output: gain` the network is a gain computer: y = x exp(-softplus(w
+. h + b)), never louder than its input, and silent in silence. The teacher is a gain applied to its input, so the
+gain form leaves the network only the envelope and the static curve to learn, and the level input makes that
+curve (straight lines in decibels) a straight line of an input. The S4D layer of channel c is the linear recurrence
 
     x_n[t] = exp(dt A_n) x_n[t-1] + (exp(dt A_n) - 1) / A_n * u[t],   y[t] = 2 Re(sum_n C_n x_n[t]) + D u[t]
 
@@ -41,7 +45,7 @@ Training: Adam (no weight decay; the S4D's dt and A at their own learning rate),
 chunk's start, where the teacher too starts from rest (the way the manifest's ESR is measured). Polarity is
 flipped at random (the teacher is odd-symmetric). The loss (`split_esr`) is the squared error over the training
 set's mean square, i.e. the training split's ESR, the figure the manifest reports. With `init: identity` the
-network starts at y = tanh(x) (every block's branch zero); with `norm: running` BatchNorm normalises by its
+network starts at y = tanh(x), or at unity gain (every block's branch zero); with `norm: running` BatchNorm normalises by its
 running statistics in training too (set from the data before the first step). The learning rate decays
 exponentially to `lr_final_fraction` over the time limit. Validation every `validate_every_s` seconds on whole
 chunks; the best is kept; training stops at the time limit or once the validation ESR is under
@@ -292,7 +296,8 @@ def build_model(torch, cfg: dict):
             for a, b in zip(sizes, sizes[1:]):
                 layers += [nn.Linear(a, b), nn.ReLU()]
             self.mlp = nn.Sequential(*layers)
-            self.expand = nn.Linear(1, H)
+            # The audio, and with `level_floor_db` its level in decibels too (see level_feature).
+            self.expand = nn.Linear(1 if cfg.get("level_floor_db") is None else 2, H)
             self.blocks = nn.ModuleList([Block() for _ in range(cfg["depth"])])
             self.contract = nn.Linear(H, 1)
 
@@ -300,12 +305,30 @@ def build_model(torch, cfg: dict):
             """x: (B, L) audio, c: (B, 2) controls (0..1) -> (B, L)."""
             e = self.mlp(c)
             h = x[:, None, :] * self.expand.weight[:, 0, None] + self.expand.bias[:, None]
+            if cfg.get("level_floor_db") is not None:
+                h = h + level_feature(torch, x, cfg["level_floor_db"])[:, None, :] * self.expand.weight[:, 1, None]
             for block in self.blocks:
                 h = block(h, e, form, chunk)
-            return torch.tanh(torch.einsum("h,bhl->bl", self.contract.weight[0], h) + self.contract.bias)
+            o = torch.einsum("h,bhl->bl", self.contract.weight[0], h) + self.contract.bias
+            if cfg.get("output", "tanh") == "gain":
+                return x * torch.exp(-torch.nn.functional.softplus(o))
+            return torch.tanh(o)
 
     net = Net()
-    if cfg.get("init") == "identity":
+    if cfg.get("init") == "identity" and cfg.get("output") == "gain":
+        # Start at unity gain (a fraction of a decibel under): every block's branch zero (FiLM weights and biases
+        # 0, as in ReZero) and the gain computer reading nothing yet (contraction weights 0, its bias
+        # `gain_bias_init`: softplus(-4) = 0.018 neper, 0.16 dB). The first steps give the contraction its
+        # weights, after which the blocks get gradients.
+        with torch.no_grad():
+            for block in net.blocks:
+                block.film.weight.zero_()
+                block.film.bias.zero_()
+            net.expand.weight[:, 0].mul_(cfg.get("expand_gain", 1.0))
+            net.expand.bias.zero_()
+            net.contract.weight.zero_()
+            net.contract.bias.fill_(cfg.get("gain_bias_init", -4.0))
+    elif cfg.get("init") == "identity":
         # Start at y = tanh(x), what the teacher does at low settings: every block's branch zero (FiLM weights
         # and biases 0, so s = 0 until they learn, as in ReZero) and the contraction undoing the expansion
         # (c . w = 1, no biases). The expansion is scaled by `expand_gain` so that the residual stream is about
@@ -321,6 +344,16 @@ def build_model(torch, cfg: dict):
             net.contract.weight[0] = w / torch.sum(w * w)
             net.contract.bias.zero_()
     return net
+
+
+def level_feature(torch, x, floor_db: float):
+    """The level input: 1 + max(20 log10|x|, floor) / -floor, 0 at (and under) the floor, 1 at full scale.
+
+    Per sample, without smoothing (the state-space layers learn the detector): the mean of log|x| over a cycle is
+    the level in decibels plus a constant of the waveform, so a compressor's static curve, straight lines in
+    decibels, is a straight line of this input. Silence gives 0, so the zero state is the state of silence.
+    """
+    return 1.0 + torch.clamp(20.0 * torch.log10(torch.abs(x)), min=floor_db) / -floor_db
 
 
 def f32(v) -> float:
@@ -352,7 +385,8 @@ def export_weights(net) -> dict:
     mlp = [m for m in net.mlp if isinstance(m, torch.nn.Linear)]
     return {
         "mlp": [{"weight": arr(m.weight), "bias": arr(m.bias)} for m in mlp],
-        "expand": {"weight": arr(net.expand.weight[:, 0]), "bias": arr(net.expand.bias)},
+        "expand": {"weight": arr(net.expand.weight[:, 0]), "bias": arr(net.expand.bias),
+                   **({"level_weight": arr(net.expand.weight[:, 1])} if net.expand.weight.shape[1] == 2 else {})},
         "blocks": blocks,
         "contract": {"weight": arr(net.contract.weight[0]), "bias": f32(net.contract.bias.item())},
     }
@@ -368,7 +402,9 @@ def load_weights(torch, net, w: dict) -> None:
         for m, wm in zip(mlp, w["mlp"], strict=True):
             m.weight.copy_(t(wm["weight"], m.weight))
             m.bias.copy_(t(wm["bias"], m.bias))
-        net.expand.weight.copy_(t(w["expand"]["weight"], net.expand.weight))
+        net.expand.weight[:, 0].copy_(torch.tensor(w["expand"]["weight"], dtype=net.expand.weight.dtype))
+        if "level_weight" in w["expand"]:
+            net.expand.weight[:, 1].copy_(torch.tensor(w["expand"]["level_weight"], dtype=net.expand.weight.dtype))
         net.expand.bias.copy_(t(w["expand"]["bias"], net.expand.bias))
         for b, wb in zip(net.blocks, w["blocks"], strict=True):
             b.linear.weight.copy_(t(wb["linear"]["weight"], b.linear.weight))
@@ -653,9 +689,10 @@ def main() -> None:
         "version": FORMAT_VERSION,
         "sample_rate": rate,
         "config": {"channels": cfg["channels"], "modes": cfg["modes"], "depth": cfg["depth"],
-                   "embedding": cfg["embedding"], "controls": CONTROLS},
+                   "embedding": cfg["embedding"], "controls": CONTROLS,
+                   **({"level_floor_db": cfg["level_floor_db"]} if cfg.get("level_floor_db") is not None else {})},
         "weights": weights,
-        "output": "tanh",
+        "output": cfg.get("output", "tanh"),
         "metadata": recipe["metadata"],
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
