@@ -5,16 +5,23 @@
 //! ```text
 //! { "format": "neuralboard-s4d", "version": 1, "sample_rate": 48000,
 //!   "config": { "channels": H, "modes": N, "depth": D, "embedding": E,
-//!               "controls": [{"name": "peak_reduction", "min": 0, "max": 100}, ...] },
+//!               "controls": [{"name": "peak_reduction", "min": 0, "max": 100}, ...],
+//!               "level_floor_db": F },                                  optional: the level input (below)
 //!   "weights": { "mlp": [{"weight": [[in] x out], "bias": [out]}, ...],   ReLU after every layer, the last included
-//!                "expand": {"weight": [H], "bias": [H]},
+//!                "expand": {"weight": [H], "bias": [H], "level_weight": [H]},   level_weight iff level_floor_db
 //!                "blocks": [{ "linear": {"weight": [[H] x H], "bias": [H]}, "prelu1": a,
 //!                             "ssm": {"dt": [H], "a_re": [[N] x H], "a_im": .., "c_re": .., "c_im": .., "d": [H]},
 //!                             "norm": {"mean": [H], "var": [H], "eps": e},
 //!                             "film": {"weight": [[E] x 2H], "bias": [2H]}, "prelu2": a, "residual": [H] }, ...],
 //!                "contract": {"weight": [H], "bias": b} },
-//!   "output": "tanh", "metadata": { "name": ..., ... } }
+//!   "output": "tanh" | "gain", "metadata": { "name": ..., ... } }
 //! ```
+//!
+//! The input of the stack is `h = w x + b`, or with `level_floor_db` set `h = w x + w_l l + b`, where
+//! `l = 1 + max(20 log₁₀|x|, F) / −F` is the sample's level in decibels scaled to 0 at the floor `F` and 1 at full
+//! scale (0 in silence). The output `o = w_c · h + b_c` is the signal itself, `y = tanh(o)` ("tanh"), or a gain
+//! applied to the input, `y = x · e^{−softplus(o)} = x / (1 + e^{o})` ("gain": a gain computer, never louder than
+//! its input).
 //!
 //! Everything is checked here (shapes, finite numbers, a stable state matrix, positive step sizes and variances,
 //! sizes within limits), so the network built from a [`S4dFile`] never meets a surprise.
@@ -80,6 +87,27 @@ pub struct Config {
     /// Width of the control embedding the FiLM layers read (the MLP's last layer).
     pub embedding: usize,
     pub controls: Vec<Control>,
+    /// The level input's floor in dB (see the module): absent, the network sees the audio only.
+    #[serde(default)]
+    pub level_floor_db: Option<f32>,
+}
+
+/// The input layer: per channel `h_c = w_c x + w_l,c l + b_c` (the level term only with a level input).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Expand {
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    #[serde(default)]
+    pub level_weight: Option<Vec<f32>>,
+}
+
+/// What the network's last layer gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// `y = tanh(o)`: the output signal.
+    Tanh,
+    /// `y = x / (1 + e^{o})`: a gain on the input.
+    Gain,
 }
 
 /// A dense layer, `y = W x + b`, `weight[out][in]`.
@@ -89,11 +117,11 @@ pub struct Dense {
     pub bias: Vec<f32>,
 }
 
-/// A per-channel affine map, `y_c = w_c x + b_c` (expand) or the output projection (`y = w · h + b`).
+/// The output projection, `o = w · h + b`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PerChannel<B> {
+pub struct Contract {
     pub weight: Vec<f32>,
-    pub bias: B,
+    pub bias: f32,
 }
 
 /// The continuous-time diagonal state space of one block, per channel `c` and mode `n`:
@@ -131,9 +159,9 @@ pub struct Block {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Weights {
     pub mlp: Vec<Dense>,
-    pub expand: PerChannel<Vec<f32>>,
+    pub expand: Expand,
     pub blocks: Vec<Block>,
-    pub contract: PerChannel<f32>,
+    pub contract: Contract,
 }
 
 /// The parsed, validated file.
@@ -155,6 +183,11 @@ impl S4dFile {
         self.metadata.get("name").and_then(|n| n.as_str())
     }
 
+    /// What the last layer's output is (validated: one of the known names).
+    pub fn output_kind(&self) -> Output {
+        if self.output == "gain" { Output::Gain } else { Output::Tanh }
+    }
+
     /// Number of weights (what the GUI shows as the model's size).
     pub fn parameter_count(&self) -> usize {
         let dense = |d: &Dense| d.weight.iter().map(Vec::len).sum::<usize>() + d.bias.len();
@@ -169,7 +202,8 @@ impl S4dFile {
                 dense(&b.linear) + 2 + ssm.dt.len() + ssm.d.len() + modes + dense(&b.film) + b.residual.len()
             })
             .sum();
-        w.mlp.iter().map(dense).sum::<usize>() + 2 * w.expand.weight.len() + blocks + w.contract.weight.len() + 1
+        let expand = 2 * w.expand.weight.len() + w.expand.level_weight.as_ref().map_or(0, Vec::len);
+        w.mlp.iter().map(dense).sum::<usize>() + expand + blocks + w.contract.weight.len() + 1
     }
 
     fn validate(&self) -> Result<(), S4dError> {
@@ -182,8 +216,8 @@ impl S4dFile {
         if !(self.sample_rate.is_finite() && (8_000.0..=768_000.0).contains(&self.sample_rate)) {
             return Err(invalid("sample_rate", format!("{} Hz is not a usable rate", self.sample_rate)));
         }
-        if self.output != "tanh" {
-            return Err(invalid("output", format!("\"{}\" is not a known output (tanh)", self.output)));
+        if self.output != "tanh" && self.output != "gain" {
+            return Err(invalid("output", format!("\"{}\" is not a known output (tanh, gain)", self.output)));
         }
         let c = &self.config;
         for (what, value, limit) in [
@@ -219,6 +253,19 @@ impl S4dFile {
         }
         check_vec("weights.expand.weight", &w.expand.weight, h)?;
         check_vec("weights.expand.bias", &w.expand.bias, h)?;
+        match (c.level_floor_db, &w.expand.level_weight) {
+            (None, None) => {}
+            (Some(floor), Some(level_weight)) => {
+                if !(floor.is_finite() && (-300.0..=-1.0).contains(&floor)) {
+                    return Err(invalid("config.level_floor_db", format!("{floor} dB is outside -300..=-1")));
+                }
+                check_vec("weights.expand.level_weight", level_weight, h)?;
+            }
+            (Some(_), None) => return Err(invalid("weights.expand.level_weight", "missing (config.level_floor_db is set)")),
+            (None, Some(_)) => {
+                return Err(invalid("config.level_floor_db", "missing (weights.expand has a level_weight)"));
+            }
+        }
         check_vec("weights.contract.weight", &w.contract.weight, h)?;
         check_finite("weights.contract.bias", &[w.contract.bias])?;
         if w.blocks.len() != c.depth {
@@ -371,6 +418,25 @@ pub(crate) mod tests {
         assert_eq!(file.parameter_count(), 12 + 15 + 6 + 2 * block + 4);
     }
 
+    /// [`tiny`] with a level input (floor −90 dB) and a gain output.
+    pub(crate) fn tiny_gain(channels: usize) -> Value {
+        let mut v = tiny(channels);
+        v["config"]["level_floor_db"] = json!(-90.0);
+        let level: Vec<f32> = (0..channels).map(|c| 1.5 - 0.4 * c as f32).collect();
+        v["weights"]["expand"]["level_weight"] = json!(level);
+        v["output"] = json!("gain");
+        v
+    }
+
+    #[test]
+    fn s4d_a_gain_computer_with_a_level_input_parses() {
+        let file = parse(&tiny_gain(3).to_string()).unwrap();
+        assert_eq!(file.output_kind(), Output::Gain);
+        assert_eq!(file.config.level_floor_db, Some(-90.0));
+        assert_eq!(file.parameter_count(), parse(&tiny(3).to_string()).unwrap().parameter_count() + 3);
+        assert_eq!(parse(&tiny(3).to_string()).unwrap().output_kind(), Output::Tanh);
+    }
+
     #[test]
     fn s4d_bad_files_say_what_is_wrong() {
         type Mutation = Box<dyn FnOnce(&mut Value)>;
@@ -387,9 +453,21 @@ pub(crate) mod tests {
             (Box::new(|v| v["config"]["controls"][0]["max"] = json!(-1)), "min < max"),
             (Box::new(|v| v["output"] = json!("relu")), "\"relu\""),
             (Box::new(|v| v["weights"].as_object_mut().unwrap().remove("contract").map(drop).unwrap()), "contract"),
+            (Box::new(|v| v["config"]["level_floor_db"] = json!(-80)), "level_weight: missing"),
+            (Box::new(|v| v["weights"]["expand"]["level_weight"] = json!([1, 2, 3])), "level_floor_db: missing"),
         ];
         for (mutate, wanted) in cases {
             let e = error_of(mutate);
+            assert!(e.contains(wanted), "{e:?} should mention {wanted:?}");
+        }
+        for (mutate, wanted) in [
+            (Box::new(|v: &mut Value| v["config"]["level_floor_db"] = json!(0)) as Box<dyn FnOnce(&mut Value)>,
+             "level_floor_db: 0 dB"),
+            (Box::new(|v: &mut Value| v["weights"]["expand"]["level_weight"] = json!([1])), "level_weight: 1 values"),
+        ] {
+            let mut v = tiny_gain(3);
+            mutate(&mut v);
+            let e = parse(&v.to_string()).map(|_| ()).unwrap_err().to_string();
             assert!(e.contains(wanted), "{e:?} should mention {wanted:?}");
         }
         assert!(parse("").unwrap_err().to_string().contains("not a valid"));

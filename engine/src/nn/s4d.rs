@@ -2,8 +2,10 @@
 //!
 //! Per block (Yin et al., "S4 dynamic range compressor"):
 //! `v = PReLU(W h + b)`, `s = S4D(v)` per channel, `s = FiLM(BatchNorm(s))`, `s = PReLU(s)`, `h = s + r ⊙ h`;
-//! in front `h = w_e x + b_e`, at the end `y = tanh(w_c · h + b_c)`. The controls go through a small ReLU MLP to an
-//! embedding that each block's FiLM layer turns into a per-channel scale γ and shift β.
+//! in front `h = w_e x + b_e` (plus `w_l l` where the file has a level input, `l` the sample's level in decibels
+//! scaled to 0..1), at the end `o = w_c · h + b_c` and `y = tanh(o)`, or for a gain computer `y = x / (1 + e^{o})`
+//! (see `formats::s4d`). The controls go through a small ReLU MLP to an embedding that each block's FiLM layer turns
+//! into a per-channel scale γ and shift β.
 //!
 //! Training computes each state-space layer as a causal FFT convolution with the kernel
 //! `K[l] = 2 Re Σₙ Cₙ (e^{dt·Aₙ} − 1)/Aₙ · e^{dt·Aₙ·l}`; here the same layer runs one sample at a time:
@@ -21,7 +23,13 @@
 #[cfg(target_arch = "x86_64")]
 use super::simd::Fused;
 use super::simd::{Isa, MulAdd, Separate};
-use crate::formats::s4d::{Dense, S4dFile};
+use crate::formats::s4d::{Dense, Output, S4dFile};
+
+/// The level input `l = 1 + max(20 log₁₀|x|, floor) / −floor`: 0 in silence and at the floor, 1 at full scale.
+#[inline]
+fn level(x: f32, floor_db: f32) -> f32 {
+    1.0 + (20.0 * x.abs().log10()).max(floor_db) / -floor_db
+}
 
 /// A dense layer, weights row-major (`out × in`).
 #[derive(Debug, Clone)]
@@ -343,6 +351,9 @@ pub struct S4dNetwork {
     mlp: Vec<Layer>,
     expand_w: Vec<f32>,
     expand_b: Vec<f32>,
+    /// The level input's weights and floor (dB), where the file has one.
+    level: Option<(Vec<f32>, f32)>,
+    output: Output,
     blocks: Vec<Block>,
     contract_w: Vec<f32>,
     contract_b: f32,
@@ -372,6 +383,8 @@ impl S4dNetwork {
             mlp,
             expand_w: w.expand.weight.clone(),
             expand_b: w.expand.bias.clone(),
+            level: file.config.level_floor_db.zip(w.expand.level_weight.clone()).map(|(floor, w)| (w, floor)),
+            output: file.output_kind(),
             blocks: w.blocks.iter().map(|b| Block::new(b, file.config.modes)).collect(),
             contract_w: w.contract.weight.clone(),
             contract_b: w.contract.bias,
@@ -428,6 +441,7 @@ impl S4dNetwork {
     pub fn settle(&mut self) {
         let h = self.channels;
         let frame = &mut self.frames[..h];
+        // The input layer's response to x = 0 (whose level input is 0 too).
         frame.copy_from_slice(&self.expand_b);
         for block in &mut self.blocks {
             block.settle(frame, &mut self.scratch);
@@ -458,13 +472,24 @@ impl S4dNetwork {
                 for ((f, w), b) in frame.iter_mut().zip(&self.expand_w).zip(&self.expand_b) {
                     *f = w * x + b;
                 }
+                if let Some((weights, floor)) = &self.level {
+                    let l = level(x, *floor);
+                    for (f, w) in frame.iter_mut().zip(weights) {
+                        *f += w * l;
+                    }
+                }
             }
             for block in &mut self.blocks {
                 block.process(frames, &mut self.scratch);
             }
-            for (y, frame) in output.iter_mut().zip(frames.chunks_exact(h)) {
+            for ((y, &x), frame) in output.iter_mut().zip(input).zip(frames.chunks_exact(h)) {
                 let sum: f32 = frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum();
-                *y = (sum + self.contract_b).tanh();
+                let o = sum + self.contract_b;
+                *y = match self.output {
+                    Output::Tanh => o.tanh(),
+                    // e^{−softplus(o)} = 1 / (1 + e^{o}), which stays in 0..=1 for every o (e^{o} = ∞ gives 0).
+                    Output::Gain => x / (1.0 + o.exp()),
+                };
             }
         }
     }
@@ -473,7 +498,10 @@ impl S4dNetwork {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::formats::s4d::{self, tests::tiny};
+    use crate::formats::s4d::{
+        self,
+        tests::{tiny, tiny_gain},
+    };
 
     /// The network in the training framework's form, in f64: every state-space layer a causal convolution with its
     /// kernel `K[l] = 2 Re Σ C (e^{dt·A} − 1)/A · e^{dt·A·l}` from a zero state, batch norm and FiLM unfolded.
@@ -498,9 +526,21 @@ mod tests {
         let t_len = x.len();
         let prelu = |v: f64, a: f32| if v >= 0.0 { v } else { f64::from(a) * v };
         // hs[c][t]
+        let level_in = |x: f32| match (file.config.level_floor_db, &w.expand.level_weight) {
+            (Some(floor), Some(_)) => {
+                let floor = f64::from(floor);
+                1.0 + (20.0 * f64::from(x).abs().log10()).max(floor) / -floor
+            }
+            _ => 0.0,
+        };
+        let level_w = |c: usize| w.expand.level_weight.as_ref().map_or(0.0, |l| f64::from(l[c]));
         let mut hs: Vec<Vec<f64>> = (0..h)
             .map(|c| {
-                x.iter().map(|&x| f64::from(w.expand.weight[c]) * f64::from(x) + f64::from(w.expand.bias[c])).collect()
+                x.iter()
+                    .map(|&x| {
+                        f64::from(w.expand.weight[c]) * f64::from(x) + level_w(c) * level_in(x) + f64::from(w.expand.bias[c])
+                    })
+                    .collect()
             })
             .collect();
         for b in &w.blocks {
@@ -555,7 +595,11 @@ mod tests {
         (0..t_len)
             .map(|t| {
                 let sum: f64 = (0..h).map(|c| f64::from(w.contract.weight[c]) * hs[c][t]).sum();
-                (sum + f64::from(w.contract.bias)).tanh() as f32
+                let o = sum + f64::from(w.contract.bias);
+                match file.output_kind() {
+                    Output::Tanh => o.tanh() as f32,
+                    Output::Gain => (f64::from(x[t]) * (-(1.0 + o.exp()).ln()).exp()) as f32,
+                }
             })
             .collect()
     }
@@ -583,6 +627,27 @@ mod tests {
             let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
             assert!(worst < 2e-5, "{h} channels, controls {controls:?}: worst difference {worst}");
             assert!(crate::eval::esr(&want, &x[..]) > 1e-2, "the network changes the signal");
+        }
+    }
+
+    #[test]
+    fn s4d_a_gain_computer_with_a_level_input_is_the_training_form_too() {
+        for (h, controls) in [(5, [30.0, 0.0]), (16, [90.0, 1.0])] {
+            let file = s4d::parse(&tiny_gain(h).to_string()).unwrap();
+            // Loud, quiet, then silent: the level input crosses its floor.
+            let mut x = signal(600);
+            x[450..].fill(0.0);
+            let want = convolution_form(&file, &[f64::from(controls[0]), f64::from(controls[1])], &x);
+            let mut net = S4dNetwork::new(&file, 64);
+            net.set_controls(&controls);
+            net.clear();
+            let mut got = vec![1.0; x.len()];
+            net.process(&x, &mut got);
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 2e-5, "{h} channels, controls {controls:?}: worst difference {worst}");
+            assert!(got.iter().zip(&x).all(|(y, x)| y.abs() <= x.abs()), "a gain computer never adds level");
+            assert!(got[450..].iter().all(|&y| y == 0.0), "silence in, silence out");
+            assert!(crate::eval::esr(&want, &x[..]) > 1e-3, "the network changes the signal");
         }
     }
 
