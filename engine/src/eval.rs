@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod compressor;
+pub mod decay;
 pub mod dynamics;
+pub mod reverb;
 
 use crate::corpus::{self, CorpusSpec};
 use crate::formats::nam;

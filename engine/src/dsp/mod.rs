@@ -2,6 +2,7 @@
 
 pub mod biquad;
 pub mod convolver;
+pub mod room_ir;
 pub mod denormal;
 pub mod limiter;
 pub mod meter;

@@ -203,7 +203,7 @@ impl Fade {
 }
 
 /// 12 dB/octave Butterworth high-pass (`high_pass`) or low-pass at `hz`, the corner kept below Nyquist.
-fn butterworth(high_pass: bool, hz: f32, sample_rate: f32) -> Coefficients {
+pub(crate) fn butterworth(high_pass: bool, hz: f32, sample_rate: f32) -> Coefficients {
     let hz = hz.clamp(1.0, MAX_CORNER_FRACTION * sample_rate);
     if high_pass {
         Coefficients::highpass(sample_rate, hz, FILTER_Q)

@@ -9,6 +9,7 @@ pub mod gain;
 pub mod gate;
 pub mod missing;
 pub mod modulation;
+pub mod reverb;
 
 use std::path::{Path, PathBuf};
 

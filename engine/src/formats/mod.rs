@@ -1,3 +1,4 @@
 pub mod ir;
 pub mod nam;
+pub mod reverb;
 pub mod s4d;

@@ -14,6 +14,7 @@ pub mod activations;
 pub mod container;
 pub mod conv1d;
 pub mod conv1x1;
+pub mod decoder;
 pub mod convnet;
 pub mod linear;
 pub mod lstm;
