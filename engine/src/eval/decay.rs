@@ -12,7 +12,6 @@
 //! - EDT: the same from 0 dB to the first sample at or below −10 dB.
 
 use realfft::RealFftPlanner;
-use realfft::num_complex::Complex;
 
 /// The octave bands the targets are stated for.
 pub const OCTAVES_HZ: [f32; 6] = [250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0];
