@@ -51,14 +51,16 @@ sqrt(w), overlap-added centred at t hop; samples 0 .. T hop - 1 are kept and sca
 Griffin-Lim: only the band energies over time are meant to be right.
 
 Metrics (the engine's `neuralboard eval` implements the same): octave bands 250 Hz .. 8 kHz band-passed in the
-frequency domain (rfft zero-padded to the next power of two >= 2 len, bins fc/sqrt2 <= f < fc sqrt2); the
+frequency domain (rfft zero-padded to the next power of two >= 2 len, times the octave fc/sqrt2 .. fc sqrt2 with
+sin^2 crossovers 1/6 octave wide centred on its edges: the "smooth" band of octave_filtered); the
 Schroeder energy decay EDC(n) = sum_(m>=n) y(m)^2 in dB re EDC(0); T30 = -60 / slope of the least-squares line
 of EDC (dB) over time from the first sample at or under -5 dB to (excluding) the first at or under -35 dB (null if
 never); EDT the same from 0 dB to the first sample at or under -10 dB. Relative error |model - ref| / ref per test
 IR and band, the reference being the simulated IR, the model the synthesis of decode(mu(D)), the oracle the
-synthesis of D itself (what the synthesis alone loses). The brick-wall band-pass rings (sin(x)/x, energy falling
-as 1/t), which holds a low band's EDC up near -30 dB after a strong direct sound, so the manifest also reports the
-same figures with a smooth band-pass (sin^2 crossovers 1/6 octave wide at the band edges; octave_filtered).
+synthesis of D itself (what the synthesis alone loses). A brick-wall band-pass (bins fc/sqrt2 <= f < fc sqrt2, the
+first definition) rings (sin(x)/x, energy falling as 1/t), which holds a low band's EDC up near -30 dB after a
+strong direct sound and reads white noise decaying with T60 = 1 s as 1.7-2.1 s at 250/500 Hz, so the smooth band
+is the metric and the manifest reports the brick-wall figures beside it.
 
 Export: `rooms.reverb.json` (decoder, pad extent, room map), `rooms.check.json` (three latent points and the
 decoder's output grid computed in float64 from the exported float32 weights) and `rooms.manifest.json` (recipe,
@@ -193,12 +195,12 @@ def synthesize(d: np.ndarray, interp: np.ndarray, floor: float, rng: np.random.G
 # Metrics
 
 
-def octave_filtered(ir: np.ndarray, centres=OCTAVE_CENTRES, shape: str = "brickwall") -> list[np.ndarray]:
+def octave_filtered(ir: np.ndarray, centres=OCTAVE_CENTRES, shape: str = "smooth") -> list[np.ndarray]:
     """Octave bands by frequency-domain masking of the rfft zero-padded to the next power of two >= 2 len.
 
-    "brickwall" (the metric of issue #7, the engine's): keep fc/sqrt2 <= f < fc sqrt2. "smooth": the same band with
-    sin^2 crossovers SMOOTH_OCTAVES wide (in log frequency) centred on the edges, complementary between adjacent
-    bands. The brick wall's impulse response rings as sin(x)/x, whose energy falls only as 1/t: after the direct
+    "smooth" (the metric, the engine's `eval::decay`): the band fc/sqrt2 .. fc sqrt2 with sin^2 crossovers
+    SMOOTH_OCTAVES wide (in log frequency) centred on the edges, complementary between adjacent bands.
+    "brickwall": keep fc/sqrt2 <= f < fc sqrt2, reported beside it. The brick wall's impulse response rings as sin(x)/x, whose energy falls only as 1/t: after the direct
     sound it holds the EDC of a narrow low band up near -30 dB, so T30 and EDT of the 250 Hz and 500 Hz bands of a
     short decay measure the filter more than the room (white noise decaying with T60 = 1 s reads T30 = 1.7-2.1 s
     at 250/500 Hz). The smooth variant reads the same noise within 2 % and is reported beside it.
@@ -240,7 +242,7 @@ def first_at_or_below(edc: np.ndarray, level: float) -> int | None:
     return int(idx[0]) if len(idx) else None
 
 
-def decay_times(ir: np.ndarray, centres=OCTAVE_CENTRES, shape: str = "brickwall") -> dict:
+def decay_times(ir: np.ndarray, centres=OCTAVE_CENTRES, shape: str = "smooth") -> dict:
     """{"t30": [...], "edt": [...]} per octave band (None where undefined)."""
     t30, edt = [], []
     for y in octave_filtered(ir, centres, shape):
@@ -597,7 +599,7 @@ def evaluate_and_export(torch, name: str, recipe: dict, data: dict, split: dict,
     zmin, zmax = lo - margin, hi + margin
 
     # reference decay times of every IR (the room map's T30 and the test IRs' references)
-    ref_path = run_dir / "reference_decay.json"
+    ref_path = run_dir / "reference_decay_v2.json"
     if ref_path.exists() and json.loads(ref_path.read_text())["n"] == len(data["room"]):
         ref = json.loads(ref_path.read_text())["ref"]
     else:
@@ -609,7 +611,7 @@ def evaluate_and_export(torch, name: str, recipe: dict, data: dict, split: dict,
             for h in irs:
                 if i in test_rooms:
                     ref.append(decay_times(h.astype(np.float64))
-                               | {"smooth": decay_times(h.astype(np.float64), shape="smooth")})
+                               | {"brickwall": decay_times(h.astype(np.float64), shape="brickwall")})
                 else:  # the map needs only the mid bands
                     mid_bands = decay_times(h.astype(np.float64), [500, 1000])
                     ref.append({m: [None, *v, None, None, None] for m, v in mid_bands.items()})
@@ -617,7 +619,7 @@ def evaluate_and_export(torch, name: str, recipe: dict, data: dict, split: dict,
 
     # test metrics: oracle (synthesis of the true D) and model (synthesis of decode(mu))
     rng = np.random.default_rng(recipe["evaluation"]["seed"])
-    kinds = ("oracle", "model", "oracle_smooth_bandpass", "model_smooth_bandpass")
+    kinds = ("oracle", "model", "oracle_brickwall", "model_brickwall")
     errors = {k: {m: [[] for _ in OCTAVE_CENTRES] for m in TARGETS} for k in kinds}
     test_irs = []
     test_idx = np.flatnonzero(np.isin(data["room"], split["test"]))
@@ -630,10 +632,10 @@ def evaluate_and_export(torch, name: str, recipe: dict, data: dict, split: dict,
         y_oracle = synthesize(d_true, interp, floor, rng)
         y_model = synthesize(d_model, interp, floor, rng)
         res = {"oracle": decay_times(y_oracle), "model": decay_times(y_model),
-               "oracle_smooth_bandpass": decay_times(y_oracle, shape="smooth"),
-               "model_smooth_bandpass": decay_times(y_model, shape="smooth")}
+               "oracle_brickwall": decay_times(y_oracle, shape="brickwall"),
+               "model_brickwall": decay_times(y_model, shape="brickwall")}
         for k in res:
-            r_k = ref[i]["smooth"] if k.endswith("smooth_bandpass") else ref[i]
+            r_k = ref[i]["brickwall"] if k.endswith("brickwall") else ref[i]
             for m in TARGETS:
                 for b in range(len(OCTAVE_CENTRES)):
                     errors[k][m][b].append(rel_error(res[k][m][b], r_k[m][b]))
