@@ -139,7 +139,7 @@ enum Command {
     /// and settings from NAME.manifest.json beside the model), run the engine's inference over it and print the ESR
     /// against the teacher next to the ESR the training recipe recorded.
     Eval {
-        /// The model file (its manifest sits beside it).
+        /// The model file (its manifest sits beside it); `reverb` for the shipped reverb decoder.
         #[arg(long, value_name = "FILE")]
         model: PathBuf,
         /// Exit with an error when the ESR differs from the manifest's by more than this fraction.
@@ -530,6 +530,17 @@ fn cab_ir_command(name: &str, rate: u32, output: &Path) -> anyhow::Result<()> {
 
 fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
     use neuralboard_engine::eval;
+    // `--model reverb`: the shipped reverb decoder.
+    let shipped_reverb;
+    let model = if model == Path::new("reverb") {
+        shipped_reverb = neuralboard_engine::paths::factory_root().join("assets/models/reverb/rooms.reverb.json");
+        shipped_reverb.as_path()
+    } else {
+        model
+    };
+    if model.to_string_lossy().ends_with(".reverb.json") {
+        return reverb_eval_command(model);
+    }
     let started = Instant::now();
     let result = eval::evaluate(model)?;
     println!("{}: {} ({}), {} Hz", model.display(), result.name, result.architecture, result.sample_rate);
@@ -578,6 +589,57 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// `neuralboard eval` on a reverb decoder: its held-out rooms' decay times, its latent space's smoothness and the
+/// time a room change takes.
+fn reverb_eval_command(model: &Path) -> anyhow::Result<()> {
+    use neuralboard_engine::eval::reverb;
+    let started = Instant::now();
+    let r = reverb::evaluate(model)?;
+    println!(
+        "{}: {}, {} held-out responses (decoded from their latent points, synthesised here)",
+        model.display(),
+        r.name,
+        r.test_irs
+    );
+    for (what, bands, target) in [("T30", &r.t30, r.targets.t30_relative), ("EDT", &r.edt, r.targets.edt_relative)] {
+        println!(
+            "  {what} relative error per octave band (target {:.0} %): median / mean / share within",
+            100.0 * target
+        );
+        for b in bands {
+            println!(
+                "    {:>5} Hz: {:5.1} % / {:6.1} % / {:3.0} %{}",
+                b.band_hz,
+                100.0 * b.median,
+                100.0 * b.mean,
+                100.0 * b.within,
+                if b.median > target { "  (median misses the target)" } else { "" }
+            );
+        }
+    }
+    for t in &r.traversals {
+        println!(
+            "  latent line {:?} → {:?}, {} points: step {:.2} dB RMS mean, {:.2} dB largest; ends {:.1} dB apart",
+            t.from, t.to, t.points, t.mean_step_db, t.max_step_db, t.ends_db
+        );
+    }
+    let t = r.timing;
+    println!(
+        "  room change ({:.2} s stereo response, one thread, best of 5): {:.1} ms = decode {:.2} + synthesis {:.1} + partitioning {:.1}",
+        t.response_s,
+        t.total_ms(),
+        t.decode_ms,
+        t.synthesis_ms,
+        t.partition_ms
+    );
+    let missed = r.missed();
+    if !missed.is_empty() {
+        println!("  targets missed (median): {}", missed.join(", "));
+    }
+    println!("  measured in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

@@ -5,8 +5,13 @@
 
 use std::hint::black_box;
 use std::path::Path;
+use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use neuralboard_engine::effects::reverb::Reverb;
+use neuralboard_engine::eval::reverb::time_room_change;
+use neuralboard_engine::formats::reverb::{self, ReverbFile};
+use neuralboard_engine::pedal::Pedal;
 use neuralboard_engine::preset::{Preset, PresetSlot};
 use neuralboard_engine::{Engine, EngineConfig};
 
@@ -56,11 +61,57 @@ fn chain(c: &mut Criterion) {
     bench_preset(c, "clean-practice+tuner", &factory("clean-practice.ron"), true);
     // Each built-in neural pedal alone (at its default knobs), so its own cost shows: the chain's fixed costs are
     // the "empty" line.
-    for kind in ["phaser", "flanger", "compressor"] {
+    for kind in ["phaser", "flanger", "compressor", "reverb"] {
         let preset = Preset { chain: vec![PresetSlot::new(kind)], ..Preset::empty(kind) };
         bench_preset(c, kind, &preset, false);
     }
 }
 
-criterion_group!(benches, chain);
+/// A decoder of the trained model's shape (2-D latent, 48 bands × 288 frames of 10.7 ms: 3.07 s) whose output is
+/// a fixed room, every band decaying 60 dB in 2 s. A cost fixture only: the convolution's cost depends on the
+/// response's length, not on what the room sounds like.
+fn cost_fixture() -> Arc<ReverbFile> {
+    let (bands, frames) = (48usize, 288usize);
+    let edges: Vec<f32> = (0..=bands).map(|b| 500.0 * b as f32).collect();
+    let frame_s = 512.0 / SR;
+    let bias: Vec<f32> = (0..bands * frames).map(|i| -30.0 - 30.0 * (i % frames) as f32 * frame_s).collect();
+    let text = serde_json::json!({
+        "format": "neuralboard-reverb", "version": 1, "sample_rate": 48000,
+        "grid": {"n_fft": 1024, "hop": 512, "frames": frames, "band_edges_hz": edges},
+        "db_floor": -120,
+        "latent": {"dims": 2, "min": [-3, -3], "max": [3, 3], "default": [0, 0]},
+        "decoder": [{"type": "dense", "weight": vec![vec![0.0f32; 2]; bands * frames], "bias": bias},
+                    {"type": "reshape", "channels": bands, "frames": frames}]
+    })
+    .to_string();
+    Arc::new(reverb::parse(&text).expect("cost fixture"))
+}
+
+/// The reverb at 48 kHz, block 64: playing (stereo, its full-length responses) and changing room (what its worker
+/// does between a move of the pad and the new room fading in).
+fn reverb(c: &mut Criterion) {
+    let file = cost_fixture();
+    let mut pedal = Reverb::new(file.clone(), SR, BLOCK);
+    let input: Vec<Vec<f32>> = (0..750).map(|b| guitar_block(b * BLOCK)).collect();
+    let (mut left, mut right) = (vec![0.0; BLOCK], vec![0.0; BLOCK]);
+    let mut n = 0;
+    let mut group = c.benchmark_group("reverb_48k_block64");
+    group.throughput(Throughput::Elements(BLOCK as u64));
+    group.bench_function("play", |b| {
+        b.iter(|| {
+            left.copy_from_slice(&input[n % input.len()]);
+            right.copy_from_slice(&left);
+            pedal.process_stereo(black_box(&mut left), black_box(&mut right));
+            n += 1;
+            black_box(left[0]);
+        })
+    });
+    group.finish();
+    let mut group = c.benchmark_group("reverb_room_change");
+    group.sample_size(10);
+    group.bench_function("decode_synthesise_partition", |b| b.iter(|| black_box(time_room_change(&file, SR, 1))));
+    group.finish();
+}
+
+criterion_group!(benches, chain, reverb);
 criterion_main!(benches);

@@ -140,9 +140,10 @@ impl Manifest {
 
 /// The manifest that belongs beside a model file: `NAME.nam` → `NAME.manifest.json`.
 pub fn manifest_path_for(model: &Path) -> PathBuf {
-    // `opto.s4d.json` → `opto.manifest.json`: the format's double extension goes too.
+    // `opto.s4d.json` → `opto.manifest.json`, `rooms.reverb.json` → `rooms.manifest.json`: the format's double
+    // extension goes too.
     let name = model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    match name.strip_suffix(".s4d.json") {
+    match name.strip_suffix(".s4d.json").or_else(|| name.strip_suffix(".reverb.json")) {
         Some(stem) => model.with_file_name(format!("{stem}.manifest.json")),
         None => model.with_extension("manifest.json"),
     }

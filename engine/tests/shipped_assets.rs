@@ -77,7 +77,7 @@ fn every_shipped_model_matches_its_manifest() {
 
 #[test]
 fn no_shipped_file_lacks_a_manifest() {
-    for (dir, suffix) in [("models", ".nam"), ("ir", ".wav")] {
+    for (dir, suffix) in [("models", ".nam"), ("models", ".s4d.json"), ("models", ".reverb.json"), ("ir", ".wav")] {
         for file in files(&assets().join(dir), suffix) {
             let manifest = eval::manifest_path_for(&file);
             let text = std::fs::read_to_string(&manifest)
@@ -143,4 +143,55 @@ fn factory_presets_build_every_pedal() {
         }
     }
     assert!(uses_models, "the factory presets use the shipped models");
+}
+
+/// The reverb's decoder in the engine gives what the training framework computed for the check file's latent
+/// points (float64 there, from the same float32 weights; the engine clamps at the floor).
+#[test]
+fn the_shipped_reverb_decoder_matches_its_check_file() {
+    use neuralboard_engine::formats::reverb;
+    use neuralboard_engine::nn::decoder::Decoder;
+    let dir = assets().join("models/reverb");
+    let file = reverb::load(&dir.join("rooms.reverb.json")).unwrap_or_else(|e| panic!("{e}"));
+    let check: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("rooms.check.json")).unwrap()).unwrap();
+    let mut decoder = Decoder::new(&file);
+    let points = check["points"].as_array().expect("check points");
+    assert!(points.len() >= 3);
+    for point in points {
+        let z: Vec<f32> = point["z"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let got = decoder.decode(&z).to_vec();
+        let want: Vec<f64> = point["d_db"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|row| row.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()))
+            .collect();
+        assert_eq!(got.len(), want.len());
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (f64::from(*g) - w.max(f64::from(file.db_floor))).abs())
+            .fold(0.0f64, f64::max);
+        println!("reverb check point {z:?}: worst difference {worst:.2e} dB");
+        assert!(worst < 5e-3, "{z:?}: the decoder is {worst} dB off the training framework");
+    }
+}
+
+/// The shipped reverb rebuilds the held-out rooms of its manifest, decoded and synthesised by the engine, with the
+/// decay times of issue #7 by the median in every octave band (T30 within 10 %, EDT within 15 %).
+#[test]
+fn the_shipped_reverb_rebuilds_held_out_rooms() {
+    let model = assets().join("models/reverb/rooms.reverb.json");
+    let result = eval::reverb::evaluate(&model).unwrap_or_else(|e| panic!("{e}"));
+    assert!(result.test_irs >= 100, "{} held-out responses", result.test_irs);
+    for (what, bands) in [("T30", &result.t30), ("EDT", &result.edt)] {
+        for b in bands {
+            println!("{what} {} Hz: median {:.3}, mean {:.3}, within {:.2}", b.band_hz, b.median, b.mean, b.within);
+        }
+    }
+    assert!(result.missed().is_empty(), "medians over their targets: {:?}", result.missed());
+    for t in &result.traversals {
+        assert!(t.max_step_db < 0.2 * t.ends_db, "a small move makes a small change: {t:?}");
+    }
 }

@@ -2,9 +2,9 @@
 
 pub mod biquad;
 pub mod convolver;
-pub mod room_ir;
 pub mod denormal;
 pub mod limiter;
 pub mod meter;
 pub mod resample;
+pub mod room_ir;
 pub mod tuner;

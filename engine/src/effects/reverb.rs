@@ -19,8 +19,8 @@
 //! stereo from a mono chain ([`Channels::MakesStereo`]); given stereo it reverberates the sum of both sides, as a
 //! stereo reverb fed a stereo signal usually does.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -30,12 +30,23 @@ use crate::dsp::biquad::{Coefficients, State};
 use crate::dsp::convolver::Convolver;
 use crate::dsp::room_ir::RoomSynth;
 use crate::effects::cab::butterworth;
-use crate::formats::reverb::ReverbFile;
+use crate::formats::reverb::{self, ReverbFile};
 use crate::nn::decoder::Decoder;
 use crate::param::{Curve, ParamId, ParamSpec, Smoothed, Unit};
 use crate::pedal::{Channels, ModelInfo, Pedal, PedalInfo};
 
 pub const KIND: &str = "reverb";
+
+/// The trained model, built into the binary (`assets/models/reverb/`, with its manifest and room map).
+pub const MODEL: &str = include_str!("../../../assets/models/reverb/rooms.reverb.json");
+
+/// The built-in model, parsed once (a few MB of JSON) and shared by every reverb pedal.
+pub fn builtin() -> Result<Arc<ReverbFile>, String> {
+    static PARSED: OnceLock<Result<Arc<ReverbFile>, String>> = OnceLock::new();
+    PARSED
+        .get_or_init(|| reverb::parse(MODEL).map(Arc::new).map_err(|e| format!("Neural Reverb: built-in model: {e}")))
+        .clone()
+}
 
 const X: ParamId = ParamId(0);
 const Y: ParamId = ParamId(1);
@@ -113,18 +124,9 @@ impl Worker {
     }
 
     fn build(&mut self, request: Request) -> Voice {
-        let [left, right] = room_responses(
-            &self.file,
-            &mut self.decoder,
-            &mut self.synth,
-            self.sample_rate,
-            self.len,
-            &request,
-        );
-        Voice {
-            convolvers: [Convolver::new(&left), Convolver::new(&right)],
-            request,
-        }
+        let [left, right] =
+            room_responses(&self.file, &mut self.decoder, &mut self.synth, self.sample_rate, self.len, &request);
+        Voice { convolvers: [Convolver::new(&left), Convolver::new(&right)], request }
     }
 }
 
@@ -197,8 +199,7 @@ impl Reverb {
             ParamSpec::new("decay", "Decay", Unit::Ratio, MIN_DECAY, MAX_DECAY, 1.0)
                 .curve(Curve::Logarithmic)
                 .smoothing(0.0),
-            ParamSpec::new("pre_delay_ms", "Pre-delay", Unit::Milliseconds, 0.0, MAX_PRE_DELAY_MS, 10.0)
-                .smoothing(0.0),
+            ParamSpec::new("pre_delay_ms", "Pre-delay", Unit::Milliseconds, 0.0, MAX_PRE_DELAY_MS, 10.0).smoothing(0.0),
             ParamSpec::new("low_cut_hz", "Low Cut", Unit::Hertz, 20.0, 1000.0, 150.0).curve(Curve::Logarithmic),
             ParamSpec::new("high_cut_hz", "High Cut", Unit::Hertz, 1000.0, 20_000.0, 8000.0).curve(Curve::Logarithmic),
             ParamSpec::new("mix", "Mix", Unit::Percent, 0.0, 100.0, 25.0),
@@ -567,7 +568,11 @@ mod tests {
         assert!(l.iter().chain(&r).all(|y| y.is_finite()));
         let energy = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>();
         assert!(energy(&l[..512]) > 1e-3 && energy(&r[..512]) > 1e-3, "a tail on both sides");
-        assert!(energy(&l[2000..]) < 1e-9, "and it ends (the response is {} samples)", pedal.active.convolvers[0].ir().len());
+        assert!(
+            energy(&l[2000..]) < 1e-9,
+            "and it ends (the response is {} samples)",
+            pedal.active.convolvers[0].ir().len()
+        );
         let correlation = l.iter().zip(&r).map(|(a, b)| a * b).sum::<f32>() / (energy(&l) * energy(&r)).sqrt();
         assert!(correlation.abs() < 0.5, "left and right differ: {correlation}");
         // Pre-delay 10 ms: nothing before 80 samples.

@@ -1,17 +1,21 @@
 //! Decay times of an impulse response per octave band, as `training/reverb/train.py` measures them (ISO 3382
 //! style, the band filter applied in the frequency domain so that both sides compute the same numbers).
 //!
-//! - Band: the response's spectrum (zero-padded to the next power of two ≥ twice its length) times the magnitude
-//!   of a third-order Butterworth octave band-pass, `|H(f)| = 1 / √(1 + ((f² − fc²) / (f · B))⁶)` with
-//!   `B = fc/√2` (−3 dB at `fc/√2` and `fc·√2`), zero phase; transformed back, the first `len` samples kept.
-//!   (A brick-wall band would ring as `1/t` and its leakage reads a 0.3 s decay 30 % long; this filter's ringing
-//!   dies exponentially within a few milliseconds.)
+//! - Band: the response's spectrum (zero-padded to the next power of two ≥ twice its length) times the octave
+//!   `fc/√2 … fc·√2` with sin² crossovers [`CROSSOVER_OCTAVES`] wide (in log frequency) centred on its edges, so
+//!   adjacent bands add up to one: `w(f) = sin²(π/2 · clamp((1/2 − |log₂(f/fc)|) / CROSSOVER_OCTAVES + 1/2, 0, 1))`;
+//!   transformed back, the first `len` samples kept. (A brick-wall band rings as `sin(x)/x`, whose energy falls
+//!   only as `1/t`: it reads a 0.3 s decay 30 % long in the 500 Hz octave. This band's ringing dies within
+//!   milliseconds. `training/reverb/train.py` calls it the "smooth" band.)
 //! - Energy decay curve (Schroeder): `EDC(n) = Σ_{m ≥ n} y(m)²`, in dB relative to `EDC(0)`.
 //! - T30: the least-squares line of the EDC (dB against seconds) from the first sample at or below −5 dB up to the
 //!   first at or below −35 dB (excluded), `T30 = −60 / slope`; none if the EDC never gets to −35 dB.
 //! - EDT: the same from 0 dB to the first sample at or below −10 dB.
 
 use realfft::RealFftPlanner;
+
+/// Width of the crossover between adjacent octave bands, in octaves.
+pub const CROSSOVER_OCTAVES: f64 = 1.0 / 6.0;
 
 /// The octave bands the targets are stated for.
 pub const OCTAVES_HZ: [f32; 6] = [250.0, 500.0, 1000.0, 2000.0, 4000.0, 8000.0];
@@ -26,8 +30,8 @@ pub struct DecayTimes {
 /// Measures both per octave band.
 pub fn decay_times(ir: &[f32], sample_rate: f32) -> DecayTimes {
     let mut times = DecayTimes::default();
-    for (i, &fc) in OCTAVES_HZ.iter().enumerate() {
-        let edc = edc_db(&octave_band(ir, sample_rate, fc));
+    for (i, band) in octave_bands(ir, sample_rate, &OCTAVES_HZ).iter().enumerate() {
+        let edc = edc_db(band);
         times.t30[i] = fit_time(&edc, sample_rate, -5.0, -35.0);
         times.edt[i] = fit_time(&edc, sample_rate, 0.0, -10.0);
     }
@@ -36,20 +40,36 @@ pub fn decay_times(ir: &[f32], sample_rate: f32) -> DecayTimes {
 
 /// The response filtered to the octave around `fc` (see the module).
 pub fn octave_band(ir: &[f32], sample_rate: f32, fc: f32) -> Vec<f32> {
+    octave_bands(ir, sample_rate, &[fc]).remove(0)
+}
+
+/// The response filtered to each octave of `centres` (one forward transform for all of them).
+pub fn octave_bands(ir: &[f32], sample_rate: f32, centres: &[f32]) -> Vec<Vec<f32>> {
     let n = (2 * ir.len()).next_power_of_two().max(2);
     let mut planner = RealFftPlanner::<f64>::new();
     let (forward, inverse) = (planner.plan_fft_forward(n), planner.plan_fft_inverse(n));
     let mut buffer: Vec<f64> = ir.iter().map(|&x| f64::from(x)).chain(std::iter::repeat(0.0)).take(n).collect();
     let mut spectrum = forward.make_output_vec();
     forward.process(&mut buffer, &mut spectrum).expect("sized by the plan");
-    let fc = f64::from(fc);
-    let bandwidth = fc / std::f64::consts::SQRT_2;
-    for (k, s) in spectrum.iter_mut().enumerate() {
-        let f = k as f64 * f64::from(sample_rate) / n as f64;
-        *s *= if f > 0.0 { (1.0 + ((f * f - fc * fc) / (f * bandwidth)).powi(6)).sqrt().recip() } else { 0.0 };
-    }
-    inverse.process(&mut spectrum, &mut buffer).expect("sized by the plan");
-    buffer[..ir.len()].iter().map(|&y| (y / n as f64) as f32).collect()
+    centres
+        .iter()
+        .map(|&fc| {
+            let mut band: Vec<_> = spectrum
+                .iter()
+                .enumerate()
+                .map(|(k, &s)| s * band_weight(k as f64 * f64::from(sample_rate) / n as f64, f64::from(fc)))
+                .collect();
+            inverse.process(&mut band, &mut buffer).expect("sized by the plan");
+            buffer[..ir.len()].iter().map(|&y| (y / n as f64) as f32).collect()
+        })
+        .collect()
+}
+
+/// The octave band's weight at `f` (see the module): 1 inside, 0 outside, sin² across the edges.
+pub fn band_weight(f: f64, fc: f64) -> f64 {
+    let u = (f.max(1e-9) / fc).log2();
+    let x = ((0.5 - u.abs()) / CROSSOVER_OCTAVES + 0.5).clamp(0.0, 1.0);
+    (0.5 * std::f64::consts::PI * x).sin().powi(2)
 }
 
 /// The Schroeder energy decay curve in dB relative to its start (−∞ where the energy has run out).
@@ -106,18 +126,25 @@ mod tests {
 
     #[test]
     fn decay_times_of_an_exponential_decay_are_its_reverberation_time() {
-        // One noise realisation's decay curve wanders by a few per cent (a 0.3 s decay in an octave holds only
-        // some fifty independent values between −5 and −35 dB), and the early decay, over its first 10 dB only,
-        // by more: each band is held to 10 % (T30) or 25 % (EDT), the mean of the six to 3 % or 7 %.
+        // One noise realisation's decay curve wanders (a 0.3 s decay in an octave holds only some fifty
+        // independent values between −5 and −35 dB, and the early decay, over its first 10 dB, fewer), so each band
+        // is measured on four realisations: their mean must be the decay's, each one near it.
         for t60 in [0.3f32, 1.2, 2.5] {
-            let ir = exponential_noise(t60, 3.0 * t60.max(1.0), 3);
-            let times = decay_times(&ir, 48_000.0);
-            let t30: Vec<f32> = times.t30.iter().map(|t| t.expect("decays 35 dB")).collect();
-            let edt: Vec<f32> = times.edt.iter().map(|t| t.expect("decays 10 dB")).collect();
-            for (what, values, each, mean_within) in [("T30", &t30, 0.1, 0.03), ("EDT", &edt, 0.25, 0.07)] {
-                assert!(values.iter().all(|t| (t / t60 - 1.0).abs() < each), "T60 {t60}: {what} {values:?}");
-                let mean = values.iter().sum::<f32>() / 6.0;
-                assert!((mean / t60 - 1.0).abs() < mean_within, "T60 {t60}: mean {what} {mean}");
+            let runs: Vec<DecayTimes> =
+                (1..=4).map(|seed| decay_times(&exponential_noise(t60, 3.0 * t60.max(1.0), seed), 48_000.0)).collect();
+            for band in 0..OCTAVES_HZ.len() {
+                for (what, each, mean_within) in [("T30", 0.15, 0.04), ("EDT", 0.3, 0.1)] {
+                    let values: Vec<f32> = runs
+                        .iter()
+                        .map(|r| if what == "T30" { r.t30[band] } else { r.edt[band] }.expect("decays far enough"))
+                        .collect();
+                    let mean = values.iter().sum::<f32>() / values.len() as f32;
+                    assert!((mean / t60 - 1.0).abs() < mean_within, "T60 {t60}, band {band}: {what} {values:?}");
+                    assert!(
+                        values.iter().all(|t| (t / t60 - 1.0).abs() < each),
+                        "T60 {t60}, band {band}: {what} {values:?}"
+                    );
+                }
             }
         }
     }
@@ -131,6 +158,17 @@ mod tests {
         let times = decay_times(&ir, 48_000.0);
         assert!((times.t30[1].unwrap() / 2.0 - 1.0).abs() < 0.05, "{times:?}");
         assert!((times.t30[4].unwrap() / 0.5 - 1.0).abs() < 0.05, "{times:?}");
+    }
+
+    #[test]
+    fn octave_bands_add_up_to_one_between_them() {
+        for f in [250.0, 300.0, 353.6, 360.0, 700.0, 1414.2, 3000.0, 8000.0] {
+            let sum: f64 = OCTAVES_HZ.iter().map(|&fc| band_weight(f, f64::from(fc))).sum();
+            assert!((sum - 1.0).abs() < 1e-9, "{f} Hz: {sum}");
+        }
+        assert_eq!(band_weight(1000.0, 1000.0), 1.0);
+        assert!(band_weight(1000.0 * 2f64.powf(0.5 + 1.0 / 12.0), 1000.0) < 1e-12);
+        assert!((band_weight(1000.0 * 2f64.sqrt(), 1000.0) - 0.5).abs() < 1e-9);
     }
 
     #[test]

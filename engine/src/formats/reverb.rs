@@ -124,7 +124,8 @@ pub enum Layer {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct MapRoom {
     pub z: Vec<f32>,
-    pub t30_mid_s: f32,
+    /// Mean of the 500 Hz and 1 kHz octaves' T30; none where the room's response was too short to measure it.
+    pub t30_mid_s: Option<f32>,
     pub volume_m3: f32,
     #[serde(default)]
     pub split: String,
@@ -135,7 +136,8 @@ pub struct MapRoom {
 pub struct MapGrid {
     pub x: Vec<f32>,
     pub y: Vec<f32>,
-    pub t30_mid_s: Vec<Vec<f32>>,
+    /// T30 of the response decoded there (none where it could not be measured).
+    pub t30_mid_s: Vec<Vec<Option<f32>>>,
     pub volume_m3: Vec<Vec<f32>>,
 }
 
@@ -293,14 +295,15 @@ impl ReverbFile {
         if let Some(map) = &self.map {
             for (i, room) in map.rooms.iter().enumerate() {
                 check_vec(&format!("map.rooms[{i}].z"), &room.z, l.dims)?;
-                check_finite(&format!("map.rooms[{i}]"), &[room.t30_mid_s, room.volume_m3])?;
+                check_finite(&format!("map.rooms[{i}]"), &[room.t30_mid_s.unwrap_or(0.0), room.volume_m3])?;
             }
             if let Some(grid) = &map.grid {
                 check_finite("map.grid.x", &grid.x)?;
                 check_finite("map.grid.y", &grid.y)?;
-                for (what, rows) in [("map.grid.t30_mid_s", &grid.t30_mid_s), ("map.grid.volume_m3", &grid.volume_m3)] {
-                    check_matrix(what, rows, grid.y.len(), grid.x.len())?;
-                }
+                check_matrix("map.grid.volume_m3", &grid.volume_m3, grid.y.len(), grid.x.len())?;
+                let t30: Vec<Vec<f32>> =
+                    grid.t30_mid_s.iter().map(|row| row.iter().map(|t| t.unwrap_or(0.0)).collect()).collect();
+                check_matrix("map.grid.t30_mid_s", &t30, grid.y.len(), grid.x.len())?;
             }
         }
         Ok(())
@@ -451,7 +454,9 @@ pub(crate) mod tests {
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
         let mut tensor = |a: usize, b: usize, c: usize, scale: f32| {
-            (0..a).map(|_| (0..b).map(|_| (0..c).map(|_| scale * next()).collect::<Vec<_>>()).collect::<Vec<_>>()).collect::<Vec<_>>()
+            (0..a)
+                .map(|_| (0..b).map(|_| (0..c).map(|_| scale * next()).collect::<Vec<_>>()).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
         };
         let dense_w = tensor(1, 12, 2, 2.0).remove(0);
         let dense_b = tensor(1, 1, 12, 1.0).remove(0).remove(0);
@@ -472,8 +477,9 @@ pub(crate) mod tests {
                 {"type": "leaky_relu", "slope": 0.1},
                 {"type": "conv1d", "weight": conv_w, "bias": conv_b, "padding": 1}
             ],
-            "map": {"rooms": [{"z": [0.5, -0.5], "t30_mid_s": 0.8, "volume_m3": 120.0, "split": "train"}],
-                    "grid": {"x": [-1, 1], "y": [-1, 0, 1], "t30_mid_s": [[1, 2], [1, 2], [1, 2]],
+            "map": {"rooms": [{"z": [0.5, -0.5], "t30_mid_s": 0.8, "volume_m3": 120.0, "split": "train"},
+                              {"z": [0.1, 0.2], "t30_mid_s": null, "volume_m3": 30.0, "split": "test"}],
+                    "grid": {"x": [-1, 1], "y": [-1, 0, 1], "t30_mid_s": [[1, 2], [1, null], [1, 2]],
                              "volume_m3": [[10, 20], [10, 20], [10, 20]]}},
             "metadata": {"name": "tiny"}
         })
@@ -504,7 +510,10 @@ pub(crate) mod tests {
             (Box::new(|v| v["format"] = json!("neuralboard-s4d")), "format \"neuralboard-s4d\""),
             (Box::new(|v| v["version"] = json!(3)), "version 3"),
             (Box::new(|v| v["grid"]["n_fft"] = json!(100)), "grid.n_fft"),
-            (Box::new(|v| v["grid"]["band_edges_hz"] = json!([0, 200, 220, 1000, 2000, 4000])), "band_edges_hz[1]: band holds no FFT bin"),
+            (
+                Box::new(|v| v["grid"]["band_edges_hz"] = json!([0, 200, 220, 1000, 2000, 4000])),
+                "band_edges_hz[1]: band holds no FFT bin",
+            ),
             (Box::new(|v| v["grid"]["band_edges_hz"] = json!([0, 500, 200, 1000, 2000, 4000])), "increase"),
             (Box::new(|v| v["grid"]["band_edges_hz"] = json!([0, 200, 500, 1000, 2000, 3000])), "Nyquist"),
             (Box::new(|v| v["grid"]["frames"] = json!(9)), "the grid needs 5 bands × 9 frames"),

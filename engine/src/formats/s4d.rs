@@ -261,7 +261,9 @@ impl S4dFile {
                 }
                 check_vec("weights.expand.level_weight", level_weight, h)?;
             }
-            (Some(_), None) => return Err(invalid("weights.expand.level_weight", "missing (config.level_floor_db is set)")),
+            (Some(_), None) => {
+                return Err(invalid("weights.expand.level_weight", "missing (config.level_floor_db is set)"));
+            }
             (None, Some(_)) => {
                 return Err(invalid("config.level_floor_db", "missing (weights.expand has a level_weight)"));
             }
@@ -461,8 +463,10 @@ pub(crate) mod tests {
             assert!(e.contains(wanted), "{e:?} should mention {wanted:?}");
         }
         for (mutate, wanted) in [
-            (Box::new(|v: &mut Value| v["config"]["level_floor_db"] = json!(0)) as Box<dyn FnOnce(&mut Value)>,
-             "level_floor_db: 0 dB"),
+            (
+                Box::new(|v: &mut Value| v["config"]["level_floor_db"] = json!(0)) as Box<dyn FnOnce(&mut Value)>,
+                "level_floor_db: 0 dB",
+            ),
             (Box::new(|v: &mut Value| v["weights"]["expand"]["level_weight"] = json!([1])), "level_weight: 1 values"),
         ] {
             let mut v = tiny_gain(3);

@@ -538,7 +538,9 @@ mod tests {
             .map(|c| {
                 x.iter()
                     .map(|&x| {
-                        f64::from(w.expand.weight[c]) * f64::from(x) + level_w(c) * level_in(x) + f64::from(w.expand.bias[c])
+                        f64::from(w.expand.weight[c]) * f64::from(x)
+                            + level_w(c) * level_in(x)
+                            + f64::from(w.expand.bias[c])
                     })
                     .collect()
             })
