@@ -95,20 +95,6 @@ pub static KINDS: &[PedalKind] = &[
         build: |_| Ok(Box::new(compressor::Compressor::new().map_err(BuildError::Model)?)),
     },
     PedalKind {
-        kind: reverb::KIND,
-        name: "Neural Reverb",
-        description: "Rooms from a learned space: move through it and the decoder builds the room, from a booth to a hall.",
-        needs_model: false,
-        params: || reverb::builtin().map(|file| reverb::Reverb::params(&file)).unwrap_or_default(),
-        build: |ctx| {
-            Ok(Box::new(reverb::Reverb::new(
-                reverb::builtin().map_err(BuildError::Model)?,
-                ctx.sample_rate,
-                ctx.max_block,
-            )))
-        },
-    },
-    PedalKind {
         kind: gate::KIND,
         name: "Noise Gate",
         description: "Silences hum and hiss between notes; put it before a high-gain amp.",
@@ -123,6 +109,20 @@ pub static KINDS: &[PedalKind] = &[
         needs_model: false,
         params: gain::Gain::params,
         build: |_| Ok(Box::new(gain::Gain::new())),
+    },
+    PedalKind {
+        kind: reverb::KIND,
+        name: "Neural Reverb",
+        description: "Rooms from a learned space: move through it and the decoder builds the room, from a booth to a hall.",
+        needs_model: false,
+        params: || reverb::builtin().map(|file| reverb::Reverb::params(&file)).unwrap_or_default(),
+        build: |ctx| {
+            Ok(Box::new(reverb::Reverb::new(
+                reverb::builtin().map_err(BuildError::Model)?,
+                ctx.sample_rate,
+                ctx.max_block,
+            )))
+        },
     },
 ];
 
