@@ -193,11 +193,12 @@ fn footswitch_and_b_key_bypass_and_adding_from_the_palette_appends_a_pedal() {
     interact(&mut app, |ui| {
         ui.click("+").unwrap();
     });
+    // An entry near the top of the palette (the list scrolls; the simulator does not scroll it).
     interact(&mut app, |ui| {
-        ui.click("Noise Gate").unwrap();
+        ui.click("Neural Phaser").unwrap();
     });
     let kinds: Vec<String> = app.session_mut().controller.slots().iter().map(|s| s.kind().to_owned()).collect();
-    assert_eq!(kinds, ["gain", "gate"]);
+    assert_eq!(kinds, ["gain", "phaser"]);
     app.session_mut().process(&[0.0; 64]);
     assert_eq!(app.session_mut().engine_order().unwrap().len(), 2);
     let _ = std::fs::remove_dir_all(dir);
