@@ -85,6 +85,13 @@ pub struct Voice {
     request: Request,
 }
 
+impl Voice {
+    /// Partitions both responses (allocates: off the audio thread).
+    fn new(left: &[f32], right: &[f32], request: Request) -> Self {
+        Self { convolvers: [Convolver::new(left), Convolver::new(right)], request }
+    }
+}
+
 /// The worker's side of the rings.
 struct Worker {
     file: Arc<ReverbFile>,
@@ -126,7 +133,7 @@ impl Worker {
     fn build(&mut self, request: Request) -> Voice {
         let [left, right] =
             room_responses(&self.file, &mut self.decoder, &mut self.synth, self.sample_rate, self.len, &request);
-        Voice { convolvers: [Convolver::new(&left), Convolver::new(&right)], request }
+        Voice::new(&left, &right, request)
     }
 }
 
@@ -220,7 +227,7 @@ impl Reverb {
         let mut request = Request { z: [0.0; MAX_DIMS], decay: 1.0, pre_delay_ms: 10.0 };
         request.z[..file.latent.dims].copy_from_slice(&file.latent.default);
         let [left, right] = room_responses(&file, &mut decoder, &mut synth, sample_rate, len, &request);
-        let active = Box::new(Voice { convolvers: [Convolver::new(&left), Convolver::new(&right)], request });
+        let active = Box::new(Voice::new(&left, &right, request));
 
         let (requests, worker_requests) = RingBuffer::new(8);
         let (worker_voices, voices) = RingBuffer::new(2);
