@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use neuralboard_engine::dsp::convolver::{ConvolverBank, ConvolverIr};
 use neuralboard_engine::effects::reverb::Reverb;
 use neuralboard_engine::eval::reverb::time_room_change;
 use neuralboard_engine::formats::reverb::{self, ReverbFile};
@@ -106,11 +107,56 @@ fn reverb(c: &mut Criterion) {
             black_box(left[0]);
         })
     });
+    // While a new room fades in (30 ms) the bank plays four responses: both rooms, left and right.
+    let len = pedal.response_len();
+    let irs: Vec<Arc<ConvolverIr>> = (0..4).map(|seed| Arc::new(ConvolverIr::new(&room_noise(seed, len)))).collect();
+    let mut bank = ConvolverBank::new(irs[0].clone(), 4);
+    for (slot, ir) in irs.iter().enumerate().skip(1) {
+        let _ = bank.install(slot, ir.clone(), None);
+    }
+    let mut outputs = [[0.0f32; BLOCK]; 4];
+    group.bench_function("play_crossfading", |b| {
+        b.iter(|| {
+            let [a, b, c, d] = &mut outputs;
+            bank.process(black_box(&input[n % input.len()]), &mut [a, b, c, d]);
+            n += 1;
+            black_box(outputs[3][0]);
+        })
+    });
     group.finish();
     let mut group = c.benchmark_group("reverb_room_change");
     group.sample_size(10);
     group.bench_function("decode_synthesise_partition", |b| b.iter(|| black_box(time_room_change(&file, SR, 1))));
+    // The audio thread's share of a room change: installing the new room's two responses (each copies the playing
+    // slot's pending output) and, when the fade ends, emptying the old room's two slots. They happen in different
+    // blocks; one iteration does both, so it is an upper bound for either block.
+    group.bench_function("audio_thread_install_and_empty", |b| {
+        b.iter(|| {
+            for side in 0..2 {
+                let _ = black_box(bank.install(2 + side, irs[2 + side].clone(), Some(side)));
+            }
+            for side in 0..2 {
+                black_box(bank.take(2 + side));
+            }
+        })
+    });
     group.finish();
+}
+
+/// Noise decaying 60 dB over `len` samples: a stand-in response (the cost does not depend on its sound).
+fn room_noise(seed: u32, len: usize) -> Vec<f32> {
+    let mut state = 0x9E37_79B9u32 ^ seed.wrapping_mul(0x85EB_CA6B);
+    let decay = (-6.9 / len.max(1) as f32).exp();
+    let mut gain = 1.0f32;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            gain *= decay;
+            gain * (state as f32 / u32::MAX as f32 - 0.5)
+        })
+        .collect()
 }
 
 criterion_group!(benches, chain, reverb);

@@ -324,7 +324,8 @@ impl Controller {
             slot.pedal_mut().set_param(ParamId(i as u16), value);
             values.push(value);
         }
-        // Settle every smoother on its value: a preset starts where it is, not with a glide from the defaults.
+        // A preset starts where it is, not with a glide from the defaults: background work done, smoothers settled.
+        slot.pedal_mut().settle();
         slot.pedal_mut().reset();
         let kept_params =
             entry.params.iter().filter(|(id, _)| info.param_id(id).is_none()).map(|(k, v)| (k.clone(), *v)).collect();

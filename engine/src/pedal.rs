@@ -76,6 +76,12 @@ pub trait Pedal: Send {
         right.copy_from_slice(left);
     }
 
+    /// Finishes now any work the pedal would otherwise do in the background for its current settings (the
+    /// reverb's room), so a pedal built from a preset plays those settings from its first sample, live and in an
+    /// offline render alike. Called off the audio thread once the preset's parameters are set: may allocate, block
+    /// and take milliseconds.
+    fn settle(&mut self) {}
+
     /// Clears all signal state (filters, envelopes, recurrent state) without touching parameters.
     /// Called after a NaN/Inf and when the transport restarts.
     fn reset(&mut self);

@@ -4,12 +4,17 @@
 //! call is an audible dropout. This test wraps the system allocator in one that counts every call made on the
 //! current thread while a closure marked as audio work runs, then plays responses from one sample to ten seconds
 //! through the convolver in blocks of every awkward size, and drives the Cab pedal through playing, knob turns,
-//! IR swaps (prepared and collected off the "audio thread"), channel changes and resets.
+//! IR swaps (prepared and collected off the "audio thread"), channel changes and resets. The reverb's bank of
+//! responses installs and empties slots while it plays, and the Neural Reverb pedal changes rooms.
 
 use std::path::PathBuf;
 
-use neuralboard_engine::dsp::convolver::{Convolver, ConvolverIr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use neuralboard_engine::dsp::convolver::{Convolver, ConvolverBank, ConvolverIr};
 use neuralboard_engine::effects::cab::{Cab, CabIr};
+use neuralboard_engine::effects::reverb::{self, Reverb};
 use neuralboard_engine::param::ParamId;
 use neuralboard_engine::pedal::Pedal;
 use neuralboard_tests::alloc_counter::{CountingAllocator, allocator_calls_during};
@@ -43,7 +48,7 @@ fn the_counter_sees_an_allocation() {
 fn the_convolver_never_allocates_while_processing() {
     // One tap, exactly the head, a 200 ms cab, a 3 s reverb and 10 s at 96 kHz (the loader's limit).
     for len in [1, 64, 9_600, 144_000, 960_000] {
-        let ir = std::sync::Arc::new(ConvolverIr::new(&noise(len as u32, len)));
+        let ir = Arc::new(ConvolverIr::new(&noise(len as u32, len)));
         let mut conv = Convolver::with_ir(ir.clone());
         let mut other = Convolver::with_ir(ir);
         let input = noise(7, 70_000);
@@ -65,6 +70,74 @@ fn the_convolver_never_allocates_while_processing() {
         assert_eq!(calls, 0, "{len}-tap response: {calls} allocator calls while processing");
         assert!(output.iter().all(|x| x.is_finite()));
     }
+}
+
+#[test]
+fn a_bank_of_responses_never_allocates_while_slots_change() {
+    for len in [1, 9_600, 304_000] {
+        let first = Arc::new(ConvolverIr::new(&noise(1, len)));
+        let second = Arc::new(ConvolverIr::new(&noise(2, len)));
+        let mut bank = ConvolverBank::new(first.clone(), 4);
+        let input = noise(7, 20_000);
+        let mut outputs = vec![vec![0.0f32; input.len()]; 4];
+        let (returned, calls) = allocator_calls_during(|| {
+            let [a, b, c, d] = &mut outputs[..] else { unreachable!() };
+            let mut returned = Vec::with_capacity(0);
+            let mut start = 0;
+            for (i, &block) in BLOCKS.iter().cycle().enumerate() {
+                if start >= input.len() {
+                    break;
+                }
+                let end = (start + block).min(input.len());
+                match i % 5 {
+                    1 => returned.extend(bank.install(2, second.clone(), Some(0)).ok().flatten()),
+                    // `second` is still held here, so dropping the returned reference frees nothing.
+                    3 => assert!(bank.take(2).is_some_and(|ir| Arc::ptr_eq(&ir, &second))),
+                    _ => {}
+                }
+                let mut outs = [&mut a[start..end], &mut b[start..end], &mut c[start..end], &mut d[start..end]];
+                bank.process(&input[start..end], &mut outs);
+                start = end;
+            }
+            bank.reset();
+            returned
+        });
+        assert_eq!(calls, 0, "{len}-sample responses: {calls} allocator calls while slots changed");
+        assert!(returned.is_empty(), "slot 2 was emptied before each install");
+        assert!(outputs.iter().flatten().all(|x| x.is_finite()));
+        assert!(outputs[1].iter().all(|&x| x == 0.0), "slot 1 never held a response");
+    }
+}
+
+#[test]
+fn the_reverb_changes_rooms_without_allocating_on_the_audio_thread() {
+    let mut pedal = Reverb::new(reverb::builtin().expect("the built-in model"), 48_000.0, 64);
+    let param = |id: &str| ParamId(pedal.info().params.iter().position(|p| p.id == id).unwrap() as u16);
+    let (x, y, decay) = (param("x"), param("y"), param("decay"));
+    let (mut left, mut right) = (noise(1, 64), noise(2, 64));
+    for (to_x, to_y, to_decay) in [(0.0, 0.0, 1.0), (100.0, 30.0, 2.0), (40.0, 100.0, 0.5)] {
+        let ((), calls) = allocator_calls_during(|| {
+            pedal.set_param(x, to_x);
+            pedal.set_param(y, to_y);
+            pedal.set_param(decay, to_decay);
+            pedal.process_stereo(&mut left, &mut right);
+        });
+        assert_eq!(calls, 0, "asking for a room: {calls} allocator calls");
+        // Play while the worker builds the room, then while it is installed and crossfaded in.
+        let start = Instant::now();
+        while pedal.is_changing() {
+            assert!(start.elapsed() < Duration::from_secs(60), "the worker delivers the room");
+            let ((), calls) = allocator_calls_during(|| pedal.process_stereo(&mut left, &mut right));
+            assert_eq!(calls, 0, "changing room: {calls} allocator calls");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The replaced voice goes back to the worker on the next block.
+        let ((), calls) = allocator_calls_during(|| pedal.process_stereo(&mut left, &mut right));
+        assert_eq!(calls, 0, "handing the old room back: {calls} allocator calls");
+        assert!(left.iter().chain(&right).all(|v| v.is_finite()));
+    }
+    let ((), calls) = allocator_calls_during(|| pedal.reset());
+    assert_eq!(calls, 0, "reset: {calls} allocator calls");
 }
 
 fn write_ir(name: &str, channels: &[Vec<f32>]) -> PathBuf {

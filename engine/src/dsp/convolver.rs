@@ -26,6 +26,10 @@
 //! and needs no prepared maximum block. Everything is allocated in the constructor; [`Convolver::process`] neither
 //! allocates nor locks. The impulse response itself lives in an [`Arc<ConvolverIr>`], so the two channels of a
 //! stereo chain can share one set of spectra.
+//!
+//! A [`ConvolverBank`] plays one input through several responses of one length (a reverb's left and right, and
+//! the next room's while it fades in): the input's delay lines and forward transforms are shared, and a response
+//! put into a free slot plays over the whole past input at once. [`Convolver`] is a bank of one.
 
 use std::sync::Arc;
 
@@ -128,32 +132,53 @@ impl ConvolverIr {
     }
 }
 
-/// The moving parts of one stage: its delay line of input spectra and the job in progress.
+/// The input side of one stage, shared by every response a [`ConvolverBank`] plays: its delay line of input
+/// spectra and the job in progress.
 struct StageState {
+    /// Partition length `P`.
+    size: usize,
+    partitions: usize,
     /// `P / HEAD_LEN`: the steps one job is spread over.
     steps_per_job: usize,
     /// Step of the current job, `0..steps_per_job`. Step 0 transforms the new input, the last step the output.
     step: usize,
     /// The step a freshly reset stage starts at, chosen so stages transform on different steps.
     first_step: usize,
-    /// Partition products done so far in the current job.
+    /// Partition products done so far in the current job (the same for every response).
     done: usize,
     /// Slot of the delay line holding the newest input spectrum.
     newest: usize,
     /// How far ahead of the current sample the finished job's output starts.
     write_ahead: usize,
-    /// FFT input and output, `2 P`.
+    /// FFT input and output, `2 P`: the forward transform's at step 0, then each response's inverse in turn.
     time: Vec<f32>,
-    /// Sum of the partition products for the current job, `P + 1` bins.
-    accumulator: Vec<Complex<f32>>,
     /// Frequency-domain delay line: `partitions` input spectra of `P + 1` bins, a ring.
     history: Vec<Complex<f32>>,
+    forward: Arc<dyn RealToComplex<f32>>,
+    inverse: Arc<dyn ComplexToReal<f32>>,
 }
 
-/// Plays one impulse response on one channel with zero latency. See the module documentation for the scheme.
-pub struct Convolver {
-    ir: Arc<ConvolverIr>,
+/// What one response of a bank does not share with the others.
+struct Slot {
+    ir: Option<Arc<ConvolverIr>>,
+    /// Per stage, the sum of the partition products of the current job, `P + 1` bins.
+    accumulators: Vec<Vec<Complex<f32>>>,
+    /// FFT stages' output waiting to be played, a power-of-two ring indexed by sample time.
+    output: Vec<f32>,
+}
+
+/// One input played through several responses of the same length at once, each to its own output: the input's
+/// history (the delay lines of input spectra, by far the largest state) and its forward transforms are shared, so
+/// every further response costs only its partition products and inverse transforms.
+///
+/// A response can be put into a free slot while the bank plays ([`ConvolverBank::install`]); it plays at once
+/// over the whole past input, so a reverb whose room changes keeps ringing with the new room's tail. Installing
+/// copies only the slot's pending output (about 300 kB at 48 kHz), never the history.
+pub struct ConvolverBank {
+    /// Length every response in the bank has (their partitions must line up).
+    len: usize,
     stages: Vec<StageState>,
+    slots: Vec<Slot>,
     /// The last `HEAD_LEN - 1` inputs before the current step, then the current step's inputs so far.
     head_history: Vec<f32>,
     /// Samples into the current step, `0..HEAD_LEN`.
@@ -162,23 +187,17 @@ pub struct Convolver {
     now: usize,
     /// Recent input, a power-of-two ring long enough for the largest stage's FFT window.
     input: Vec<f32>,
-    /// FFT stages' output waiting to be played, a power-of-two ring indexed by sample time.
-    output: Vec<f32>,
     scratch: Vec<Complex<f32>>,
 }
 
-impl Convolver {
-    /// A convolver for `ir` (partitions and transforms it first: off the audio thread).
-    pub fn new(ir: &[f32]) -> Self {
-        Self::with_ir(Arc::new(ConvolverIr::new(ir)))
-    }
-
-    /// A convolver playing an already prepared response, which other convolvers may share.
-    pub fn with_ir(ir: Arc<ConvolverIr>) -> Self {
-        let largest = ir.stages.iter().map(|s| s.size).max().unwrap_or(HEAD_LEN);
+impl ConvolverBank {
+    /// A bank of `slots` responses of `first`'s length, `first` playing in slot 0 and the others empty. Allocates
+    /// every buffer the bank will use: off the audio thread.
+    pub fn new(first: Arc<ConvolverIr>, slots: usize) -> Self {
+        let largest = first.stages.iter().map(|s| s.size).max().unwrap_or(HEAD_LEN);
         let scratch_len =
-            ir.stages.iter().flat_map(|s| [s.forward.get_scratch_len(), s.inverse.get_scratch_len()]).max();
-        let stages = ir
+            first.stages.iter().flat_map(|s| [s.forward.get_scratch_len(), s.inverse.get_scratch_len()]).max();
+        let stages: Vec<StageState> = first
             .stages
             .iter()
             .enumerate()
@@ -189,6 +208,8 @@ impl Convolver {
                 // Stagger the transforms: stage i transforms on step 2i of its cycle, its inverse a step earlier.
                 let first_step = (steps_per_job - (2 * index) % steps_per_job) % steps_per_job;
                 StageState {
+                    size: s.size,
+                    partitions: s.partitions,
                     steps_per_job,
                     step: first_step,
                     first_step,
@@ -196,42 +217,106 @@ impl Convolver {
                     newest: 0,
                     write_ahead,
                     time: vec![0.0; 2 * s.size],
-                    accumulator: vec![ZERO; s.size + 1],
                     history: vec![ZERO; s.partitions * (s.size + 1)],
+                    forward: s.forward.clone(),
+                    inverse: s.inverse.clone(),
                 }
             })
             .collect();
-        Self {
+        let output_len = (largest + 2 * HEAD_LEN).next_power_of_two();
+        let slots = (0..slots.max(1))
+            .map(|_| Slot {
+                ir: None,
+                accumulators: stages.iter().map(|s| vec![ZERO; s.size + 1]).collect(),
+                output: vec![0.0; output_len],
+            })
+            .collect();
+        let mut bank = Self {
+            len: first.len,
             stages,
+            slots,
             head_history: vec![0.0; 2 * HEAD_LEN - 1],
             pos: 0,
             now: 0,
             input: vec![0.0; (2 * largest).next_power_of_two()],
-            output: vec![0.0; (largest + 2 * HEAD_LEN).next_power_of_two()],
             scratch: vec![ZERO; scratch_len.unwrap_or(0)],
-            ir,
+        };
+        bank.slots[0].ir = Some(first);
+        bank
+    }
+
+    /// Length of the responses this bank plays, in samples.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// The response playing in `slot`, if any.
+    pub fn ir(&self, slot: usize) -> Option<&Arc<ConvolverIr>> {
+        self.slots.get(slot).and_then(|s| s.ir.as_ref())
+    }
+
+    /// Puts `ir` into `slot`; from the next sample it plays over the bank's whole input history. Real-time safe:
+    /// copies, never allocates, and returns what the slot held (drop it off the audio thread, or make sure another
+    /// owner holds it). A response of another length, or a slot that does not exist, is refused and handed back.
+    ///
+    /// Output already computed for the coming samples cannot be recomputed for the new response within a block,
+    /// so the slot takes `continue_from`'s (or silence): for up to two partition periods (at most
+    /// 2 × [`MAX_PARTITION`] samples) part of the late tail is still that slot's response, which a crossfade from
+    /// that slot to this one covers.
+    pub fn install(
+        &mut self,
+        slot: usize,
+        ir: Arc<ConvolverIr>,
+        continue_from: Option<usize>,
+    ) -> Result<Option<Arc<ConvolverIr>>, Arc<ConvolverIr>> {
+        if ir.len != self.len || slot >= self.slots.len() {
+            return Err(ir);
         }
+        match continue_from.filter(|&from| from != slot && from < self.slots.len()) {
+            Some(from) => {
+                let (target, source) = pair_mut(&mut self.slots, slot, from);
+                for (mine, theirs) in target.accumulators.iter_mut().zip(&source.accumulators) {
+                    mine.copy_from_slice(theirs);
+                }
+                target.output.copy_from_slice(&source.output);
+            }
+            None => self.slots[slot].clear(),
+        }
+        Ok(self.slots[slot].ir.replace(ir))
     }
 
-    /// The response this convolver plays.
-    pub fn ir(&self) -> &Arc<ConvolverIr> {
-        &self.ir
+    /// Empties `slot` (it plays silence) and returns its response: drop it off the audio thread, or make sure
+    /// another owner holds it.
+    pub fn take(&mut self, slot: usize) -> Option<Arc<ConvolverIr>> {
+        let slot = self.slots.get_mut(slot)?;
+        slot.clear();
+        slot.ir.take()
     }
 
-    /// Convolves `input` into `output` (the shorter length decides). Any length; real-time safe.
-    pub fn process(&mut self, input: &[f32], output: &mut [f32]) {
-        debug_assert_eq!(input.len(), output.len());
-        let n = input.len().min(output.len());
-        output[..n].copy_from_slice(&input[..n]);
-        self.process_in_place(&mut output[..n]);
-    }
-
-    /// Convolves `block` in place. Any length; real-time safe.
-    pub fn process_in_place(&mut self, block: &mut [f32]) {
+    /// Convolves `input` with every slot's response into the matching buffer of `outputs` (an empty slot writes
+    /// silence). Each output must be at least as long as `input`; slots beyond `outputs` are played and discarded.
+    /// Any length; real-time safe.
+    pub fn process(&mut self, input: &[f32], outputs: &mut [&mut [f32]]) {
+        debug_assert!(outputs.iter().all(|o| o.len() >= input.len()));
         let mut start = 0;
-        while start < block.len() {
-            let n = (block.len() - start).min(HEAD_LEN - self.pos);
-            self.process_step(&mut block[start..start + n]);
+        while start < input.len() {
+            let n = (input.len() - start).min(HEAD_LEN - self.pos);
+            let history_at = self.push(&input[start..start + n]);
+            for slot in 0..self.slots.len() {
+                match outputs.get_mut(slot) {
+                    Some(out) => self.render(slot, history_at, &mut out[start..start + n]),
+                    None => self.discard(slot, n),
+                }
+            }
+            self.advance(n);
             start += n;
         }
     }
@@ -245,81 +330,76 @@ impl Convolver {
             stage.done = 0;
             stage.newest = 0;
             stage.time.fill(0.0);
-            stage.accumulator.fill(ZERO);
             stage.history.fill(ZERO);
+        }
+        for slot in &mut self.slots {
+            slot.clear();
         }
         self.head_history.fill(0.0);
         self.pos = 0;
         self.now = 0;
         self.input.fill(0.0);
-        self.output.fill(0.0);
     }
 
-    /// Makes this convolver continue exactly where `other` is, as if it had been fed the same input. Both must
-    /// play the same [`ConvolverIr`]; otherwise this one is reset and `false` returned. Copies, never allocates.
-    ///
-    /// Used when a second channel starts: it picks up the first channel's history instead of a stale one.
-    pub fn copy_state_from(&mut self, other: &Convolver) -> bool {
-        if !Arc::ptr_eq(&self.ir, &other.ir) {
-            self.reset();
-            return false;
-        }
-        self.copy_buffers(other);
-        true
-    }
-
-    /// Makes this convolver continue from `other`'s input history while it plays its own response: the history is
-    /// the input's, not the response's, so a new response takes over with its whole tail at once (a reverb whose
-    /// room changes keeps ringing). Both responses must be the same length (they are then cut into the same
-    /// partitions); otherwise this one is reset and `false` returned. Copies, never allocates (for a 3 s response
-    /// at 48 kHz about 1.5 MB).
-    ///
-    /// Output `other` had already computed for the coming samples comes along: for up to one partition period
-    /// (at most [`MAX_PARTITION`] samples) part of the tail is still the old response's, which a crossfade from the
-    /// old convolver to this one covers.
-    pub fn adopt_history_from(&mut self, other: &Convolver) -> bool {
-        if self.ir.len != other.ir.len {
-            self.reset();
-            return false;
-        }
-        self.copy_buffers(other);
-        true
-    }
-
-    fn copy_buffers(&mut self, other: &Convolver) {
+    /// Copies `other`'s whole signal state (two banks of one layout and slot count).
+    fn copy_state_from(&mut self, other: &ConvolverBank) {
         for (mine, theirs) in self.stages.iter_mut().zip(&other.stages) {
             mine.step = theirs.step;
             mine.done = theirs.done;
             mine.newest = theirs.newest;
             mine.time.copy_from_slice(&theirs.time);
-            mine.accumulator.copy_from_slice(&theirs.accumulator);
             mine.history.copy_from_slice(&theirs.history);
+        }
+        for (mine, theirs) in self.slots.iter_mut().zip(&other.slots) {
+            for (a, b) in mine.accumulators.iter_mut().zip(&theirs.accumulators) {
+                a.copy_from_slice(b);
+            }
+            mine.output.copy_from_slice(&theirs.output);
         }
         self.head_history.copy_from_slice(&other.head_history);
         self.pos = other.pos;
         self.now = other.now;
         self.input.copy_from_slice(&other.input);
-        self.output.copy_from_slice(&other.output);
     }
 
-    /// Processes samples that all fall within one step (`pos + chunk.len() <= HEAD_LEN`).
-    fn process_step(&mut self, chunk: &mut [f32]) {
+    /// Takes in samples that all fall within one step (`pos + chunk.len() <= HEAD_LEN`); returns where in the head
+    /// history they start.
+    fn push(&mut self, chunk: &[f32]) -> usize {
         let n = chunk.len();
         let history_at = HEAD_LEN - 1 + self.pos;
         self.head_history[history_at..history_at + n].copy_from_slice(chunk);
         // Steps start at multiples of HEAD_LEN and the rings are multiples of it, so a step never wraps a ring.
         let input_at = self.now & (self.input.len() - 1);
         self.input[input_at..input_at + n].copy_from_slice(chunk);
-        let output_at = self.now & (self.output.len() - 1);
-        let pending = &mut self.output[output_at..output_at + n];
+        history_at
+    }
 
-        let taps = &self.ir.head;
-        for (i, (y, tail)) in chunk.iter_mut().zip(pending.iter_mut()).enumerate() {
+    /// One slot's output for the samples just pushed: its head taps directly, plus what its FFT stages left.
+    fn render(&mut self, slot: usize, history_at: usize, out: &mut [f32]) {
+        let slot = &mut self.slots[slot];
+        let Some(ir) = &slot.ir else {
+            out.fill(0.0);
+            return;
+        };
+        let output_at = self.now & (slot.output.len() - 1);
+        let pending = &mut slot.output[output_at..output_at + out.len()];
+        let taps = &ir.head;
+        for (i, (y, tail)) in out.iter_mut().zip(pending.iter_mut()).enumerate() {
             let end = history_at + i + 1;
             *y = dot(taps, &self.head_history[end - taps.len()..end]) + *tail;
             *tail = 0.0;
         }
+    }
 
+    /// Drops one slot's output for the samples just pushed.
+    fn discard(&mut self, slot: usize, n: usize) {
+        let output = &mut self.slots[slot].output;
+        let at = self.now & (output.len() - 1);
+        output[at..at + n].fill(0.0);
+    }
+
+    /// Moves on by the `n` samples just pushed and rendered; runs the FFT work when a step completes.
+    fn advance(&mut self, n: usize) {
         self.pos += n;
         self.now = self.now.wrapping_add(n);
         if self.pos == HEAD_LEN {
@@ -332,28 +412,35 @@ impl Convolver {
     /// Runs each stage's share of FFT work at the end of a step of `HEAD_LEN` samples.
     fn step(&mut self) {
         let now = self.now;
-        for (stage, ir) in self.stages.iter_mut().zip(&self.ir.stages) {
-            let size = ir.size;
+        for (index, stage) in self.stages.iter_mut().enumerate() {
+            let size = stage.size;
             let bins = size + 1;
             if stage.step == 0 {
                 // The input block for this job is complete: transform the last 2P inputs into the delay line.
                 read_ring(&self.input, now.wrapping_sub(2 * size), &mut stage.time);
-                stage.newest = (stage.newest + 1) % ir.partitions;
+                stage.newest = (stage.newest + 1) % stage.partitions;
                 let slot = &mut stage.history[stage.newest * bins..][..bins];
-                let result = ir.forward.process_with_scratch(&mut stage.time, slot, &mut self.scratch);
+                let result = stage.forward.process_with_scratch(&mut stage.time, slot, &mut self.scratch);
                 debug_assert!(result.is_ok(), "buffers sized by the plan");
-                stage.accumulator.fill(ZERO);
+                for slot in self.slots.iter_mut().filter(|s| s.ir.is_some()) {
+                    slot.accumulators[index].fill(ZERO);
+                }
                 stage.done = 0;
             }
             // An even share of the partition products on every step of the job.
-            let target = (ir.partitions * (stage.step + 1)).div_ceil(stage.steps_per_job);
-            for j in stage.done..target {
-                let slot = (stage.newest + ir.partitions - j) % ir.partitions;
-                multiply_accumulate(
-                    &mut stage.accumulator,
-                    &ir.spectra[j * bins..][..bins],
-                    &stage.history[slot * bins..][..bins],
-                );
+            let target = (stage.partitions * (stage.step + 1)).div_ceil(stage.steps_per_job);
+            for slot in &mut self.slots {
+                let Some(ir) = &slot.ir else { continue };
+                let spectra = &ir.stages[index].spectra;
+                let accumulator = &mut slot.accumulators[index];
+                for j in stage.done..target {
+                    let delayed = (stage.newest + stage.partitions - j) % stage.partitions;
+                    multiply_accumulate(
+                        accumulator,
+                        &spectra[j * bins..][..bins],
+                        &stage.history[delayed * bins..][..bins],
+                    );
+                }
             }
             stage.done = target;
             if stage.step + 1 < stage.steps_per_job {
@@ -361,13 +448,98 @@ impl Convolver {
                 continue;
             }
             // Last step: back to the time domain; overlap-save keeps the second half.
-            stage.accumulator[0].im = 0.0;
-            stage.accumulator[size].im = 0.0;
-            let result = ir.inverse.process_with_scratch(&mut stage.accumulator, &mut stage.time, &mut self.scratch);
-            debug_assert!(result.is_ok(), "buffers sized by the plan, DC and Nyquist real");
-            add_to_ring(&mut self.output, now.wrapping_add(stage.write_ahead), &stage.time[size..]);
+            for slot in self.slots.iter_mut().filter(|s| s.ir.is_some()) {
+                let accumulator = &mut slot.accumulators[index];
+                accumulator[0].im = 0.0;
+                accumulator[size].im = 0.0;
+                let result = stage.inverse.process_with_scratch(accumulator, &mut stage.time, &mut self.scratch);
+                debug_assert!(result.is_ok(), "buffers sized by the plan, DC and Nyquist real");
+                add_to_ring(&mut slot.output, now.wrapping_add(stage.write_ahead), &stage.time[size..]);
+            }
             stage.step = 0;
         }
+    }
+}
+
+impl Slot {
+    /// Forgets the pending output and the current job's products.
+    fn clear(&mut self) {
+        for accumulator in &mut self.accumulators {
+            accumulator.fill(ZERO);
+        }
+        self.output.fill(0.0);
+    }
+}
+
+/// Two distinct elements of `items`, the first mutable.
+fn pair_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &T) {
+    if a < b {
+        let (left, right) = items.split_at_mut(b);
+        (&mut left[a], &right[0])
+    } else {
+        let (left, right) = items.split_at_mut(a);
+        (&mut right[0], &left[b])
+    }
+}
+
+/// Plays one impulse response on one channel with zero latency: a [`ConvolverBank`] of one slot. See the module
+/// documentation for the scheme.
+pub struct Convolver {
+    bank: ConvolverBank,
+}
+
+impl Convolver {
+    /// A convolver for `ir` (partitions and transforms it first: off the audio thread).
+    pub fn new(ir: &[f32]) -> Self {
+        Self::with_ir(Arc::new(ConvolverIr::new(ir)))
+    }
+
+    /// A convolver playing an already prepared response, which other convolvers may share.
+    pub fn with_ir(ir: Arc<ConvolverIr>) -> Self {
+        Self { bank: ConvolverBank::new(ir, 1) }
+    }
+
+    /// The response this convolver plays.
+    pub fn ir(&self) -> &Arc<ConvolverIr> {
+        self.bank.ir(0).expect("a convolver's one slot always holds its response")
+    }
+
+    /// Convolves `input` into `output` (the shorter length decides). Any length; real-time safe.
+    pub fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        debug_assert_eq!(input.len(), output.len());
+        let n = input.len().min(output.len());
+        self.bank.process(&input[..n], &mut [&mut output[..n]]);
+    }
+
+    /// Convolves `block` in place. Any length; real-time safe.
+    pub fn process_in_place(&mut self, block: &mut [f32]) {
+        let mut start = 0;
+        while start < block.len() {
+            let n = (block.len() - start).min(HEAD_LEN - self.bank.pos);
+            let chunk = &mut block[start..start + n];
+            let history_at = self.bank.push(chunk);
+            self.bank.render(0, history_at, chunk);
+            self.bank.advance(n);
+            start += n;
+        }
+    }
+
+    /// Clears the signal state; see [`ConvolverBank::reset`].
+    pub fn reset(&mut self) {
+        self.bank.reset();
+    }
+
+    /// Makes this convolver continue exactly where `other` is, as if it had been fed the same input. Both must
+    /// play the same [`ConvolverIr`]; otherwise this one is reset and `false` returned. Copies, never allocates.
+    ///
+    /// Used when a second channel starts: it picks up the first channel's history instead of a stale one.
+    pub fn copy_state_from(&mut self, other: &Convolver) -> bool {
+        if !Arc::ptr_eq(self.ir(), other.ir()) {
+            self.reset();
+            return false;
+        }
+        self.bank.copy_state_from(&other.bank);
+        true
     }
 }
 
@@ -544,31 +716,43 @@ mod tests {
     }
 
     #[test]
-    fn an_adopted_history_plays_the_new_response_over_the_whole_past() {
-        // Two different responses of one length: after adopting the first's history, the second plays as if it had
-        // heard the whole input, once the first's in-flight output (one partition period) has played.
+    fn a_response_installed_in_a_bank_plays_over_the_whole_past_input() {
+        // Two different responses of one length: installed while the bank plays the first, the second plays as if
+        // it had heard the whole input, once the first's in-flight output (up to two partition periods) has played.
         let len = 40_000;
         let old_ir: Vec<f32> = decaying_ir(len).iter().map(|x| -0.5 * x).collect();
         let new_ir: Vec<f32> = noise(9, len).iter().zip(decaying_ir(len)).map(|(a, b)| a * b.abs()).collect();
         let input = noise(5, 90_000);
+        let mut bank = ConvolverBank::new(Arc::new(ConvolverIr::new(&old_ir)), 2);
         let mut old = Convolver::new(&old_ir);
         let mut reference = Convolver::new(&new_ir);
         let split = 30_016;
-        let mut scratch = vec![0.0; split];
+        let (mut a, mut b, mut scratch) = (vec![0.0; split], vec![1.0; split], vec![0.0; split]);
+        bank.process(&input[..split], &mut [&mut a, &mut b]);
+        assert!(b.iter().all(|&y| y == 0.0), "an empty slot plays silence");
         old.process(&input[..split], &mut scratch);
+        assert_eq!(a, scratch, "a bank's slot plays exactly what a convolver of its own does");
         reference.process(&input[..split], &mut scratch);
-        let mut adopted = Convolver::new(&new_ir);
-        assert!(adopted.adopt_history_from(&old));
+
+        let installed = bank.install(1, Arc::new(ConvolverIr::new(&new_ir)), Some(0));
+        assert!(matches!(installed, Ok(None)), "the slot was empty");
         let rest = &input[split..];
-        let (mut want, mut got) = (vec![0.0; rest.len()], vec![0.0; rest.len()]);
+        let (mut want, mut got, mut kept, mut still) =
+            (vec![0.0; rest.len()], vec![0.0; rest.len()], vec![0.0; rest.len()], vec![0.0; rest.len()]);
         reference.process(rest, &mut want);
-        adopted.process(rest, &mut got);
+        old.process(rest, &mut kept);
+        bank.process(rest, &mut [&mut still, &mut got]);
+        assert_eq!(still, kept, "the other slot plays on undisturbed");
         let settled = layout(len).iter().map(|s| s.0).max().unwrap() * 2;
         let worst = want[settled..].iter().zip(&got[settled..]).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-        assert!(worst < 1e-3, "after {settled} samples the adopted convolver is the new response: {worst}");
+        assert!(worst < 1e-3, "after {settled} samples the installed slot is the new response: {worst}");
         assert!(want[settled..].iter().any(|y| y.abs() > 0.1), "the tail is audible");
-        // A response of another length cannot adopt it.
-        assert!(!Convolver::new(&new_ir[..len - 1]).adopt_history_from(&old));
+
+        // A response of another length does not fit; a taken slot plays silence again.
+        assert!(bank.install(1, Arc::new(ConvolverIr::new(&new_ir[..len - 1])), None).is_err());
+        assert_eq!(bank.take(1).map(|ir| ir.len()), Some(len));
+        bank.process(&input[..1000], &mut [&mut a[..1000], &mut b[..1000]]);
+        assert!(b[..1000].iter().all(|&y| y == 0.0));
     }
 
     #[test]

@@ -6,14 +6,15 @@
 //! **The worker.** Decoding, synthesis and the FFT partitioning of two multi-second responses allocate and take a
 //! few milliseconds, so they run on a thread the pedal starts when it is built. The audio thread sends the
 //! settings that shape the response (room position, decay, pre-delay) through a ring buffer when they change;
-//! the worker builds the newest request only and sends back a ready [`Voice`] (two convolvers). The audio thread
-//! lets the new voice adopt the playing voice's input history ([`Convolver::adopt_history_from`]), so the new room
-//! sounds at once with its whole tail, and crossfades to it over [`FADE_MS`]. The voice it replaces goes back to the
-//! worker to be dropped. Nothing on the audio thread allocates, frees, locks or waits; the worker polls every
-//! [`POLL_MS`] and sleeps otherwise.
+//! the worker builds the newest request only and sends back a ready [`Voice`] (two partitioned responses). The
+//! audio thread installs them in the free slots of its [`ConvolverBank`], where they play over the input's whole
+//! history at once (the new room sounds with its whole tail), and crossfades to them over [`FADE_MS`]. The voice it
+//! replaces goes back to the worker to be dropped. Nothing on the audio thread allocates, frees, locks or waits;
+//! the worker polls every [`POLL_MS`] and sleeps otherwise.
 //!
-//! Every response has the same length (the longest decay plus the longest pre-delay, zero-padded), so the
-//! convolvers are cut into the same partitions and can hand their history over.
+//! Every response has the same length (the longest decay plus the longest pre-delay, zero-padded), so all four
+//! (left and right, playing and incoming) are cut into the same partitions and share one input history: a room
+//! change copies only the incoming slots' pending output, not seconds of history.
 //!
 //! After the convolution come a 12 dB/octave low cut and high cut on the wet signal, and the mix. The pedal makes
 //! stereo from a mono chain ([`Channels::MakesStereo`]); given stereo it reverberates the sum of both sides, as a
@@ -22,12 +23,12 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 
 use crate::dsp::biquad::{Coefficients, State};
-use crate::dsp::convolver::Convolver;
+use crate::dsp::convolver::{ConvolverBank, ConvolverIr};
 use crate::dsp::room_ir::RoomSynth;
 use crate::effects::cab::butterworth;
 use crate::formats::reverb::{self, ReverbFile};
@@ -66,6 +67,8 @@ pub const MAX_PRE_DELAY_MS: f32 = 200.0;
 pub const FADE_MS: f32 = 30.0;
 /// How often the worker looks for a request.
 pub const POLL_MS: u64 = 2;
+/// How long [`Pedal::settle`] waits for a room before leaving it to arrive while playing.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Latent dimensions the pedal drives; more are held at the file's default.
 const MAX_DIMS: usize = 8;
 /// Noise seeds of the left and right responses.
@@ -79,18 +82,23 @@ struct Request {
     pre_delay_ms: f32,
 }
 
-/// Two convolvers playing one room, left and right, built by the worker.
+/// One room's left and right responses, partitioned by the worker. While the bank plays them the voice holds a
+/// second reference, so a slot emptied on the audio thread never frees them there: the voice goes back to the
+/// worker, which drops the last reference.
 pub struct Voice {
-    convolvers: [Convolver; 2],
+    irs: [Arc<ConvolverIr>; 2],
     request: Request,
 }
 
 impl Voice {
     /// Partitions both responses (allocates: off the audio thread).
     fn new(left: &[f32], right: &[f32], request: Request) -> Self {
-        Self { convolvers: [Convolver::new(left), Convolver::new(right)], request }
+        Self { irs: [Arc::new(ConvolverIr::new(left)), Arc::new(ConvolverIr::new(right))], request }
     }
 }
+
+/// Slots of the bank: a voice's left and right, twice (the playing voice and the one fading in).
+const SLOTS: usize = 4;
 
 /// The worker's side of the rings.
 struct Worker {
@@ -171,6 +179,9 @@ pub struct Reverb {
     request: Request,
     /// The settings changed and have not reached the worker yet.
     dirty: bool,
+    /// Plays the active voice in slots `active_slot` and `active_slot + 1`, the incoming one in the other two.
+    bank: ConvolverBank,
+    active_slot: usize,
     active: Box<Voice>,
     incoming: Option<Box<Voice>>,
     /// A replaced voice waiting for room in the ring back to the worker.
@@ -188,8 +199,11 @@ pub struct Reverb {
     high_cut: Coefficients,
     filters: [[State; 2]; 2],
     mix: Smoothed,
-    /// Scratch for the wet signal, so the dry stays for the mix.
+    /// The convolution's input (the dry signal, mono).
+    send: Vec<f32>,
+    /// The playing room's wet signal, left and right, so the dry stays for the mix.
     wet: [Vec<f32>; 2],
+    /// The incoming room's, while it fades in.
     fresh: [Vec<f32>; 2],
 }
 
@@ -228,6 +242,9 @@ impl Reverb {
         request.z[..file.latent.dims].copy_from_slice(&file.latent.default);
         let [left, right] = room_responses(&file, &mut decoder, &mut synth, sample_rate, len, &request);
         let active = Box::new(Voice::new(&left, &right, request));
+        let mut bank = ConvolverBank::new(active.irs[0].clone(), SLOTS);
+        let installed = bank.install(1, active.irs[1].clone(), None);
+        debug_assert!(matches!(installed, Ok(None)), "both responses have the pedal's length");
 
         let (requests, worker_requests) = RingBuffer::new(8);
         let (worker_voices, voices) = RingBuffer::new(2);
@@ -262,6 +279,8 @@ impl Reverb {
             sample_rate,
             request,
             dirty: false,
+            bank,
+            active_slot: 0,
             active,
             incoming: None,
             retired: None,
@@ -278,6 +297,7 @@ impl Reverb {
             high_cut: butterworth(false, 8000.0, sample_rate),
             filters: Default::default(),
             mix: Smoothed::new(0.25),
+            send: vec![0.0; max_block.max(1)],
             wet: [vec![0.0; max_block.max(1)], vec![0.0; max_block.max(1)]],
             fresh: [vec![0.0; max_block.max(1)], vec![0.0; max_block.max(1)]],
         };
@@ -293,6 +313,11 @@ impl Reverb {
     /// The room map shipped with the model, for the GUI's pad.
     pub fn file(&self) -> &Arc<ReverbFile> {
         &self.file
+    }
+
+    /// Length of every response the pedal plays, in samples (the longest decay plus the longest pre-delay).
+    pub fn response_len(&self) -> usize {
+        self.bank.len()
     }
 
     /// Whether a new room is being built or faded in (for tests: wait until it is not).
@@ -353,50 +378,60 @@ impl Reverb {
         }
         if self.incoming.is_none()
             && self.retired.is_none()
-            && let Ok(mut voice) = self.voices.pop()
+            && let Ok(voice) = self.voices.pop()
         {
-            for (new, old) in voice.convolvers.iter_mut().zip(&self.active.convolvers) {
-                new.adopt_history_from(old);
+            let slot = SLOTS / 2 - self.active_slot;
+            let mut fits = true;
+            for side in 0..2 {
+                // The incoming slots are empty (emptied when the last fade ended), so nothing is replaced.
+                let installed = self.bank.install(slot + side, voice.irs[side].clone(), Some(self.active_slot + side));
+                fits &= matches!(installed, Ok(None));
             }
-            self.incoming = Some(voice);
-            self.fade_done = 0;
+            if fits {
+                self.incoming = Some(voice);
+                self.fade_done = 0;
+            } else {
+                // Not built for this bank (cannot happen: one worker builds every voice at the pedal's length).
+                self.bank.take(slot);
+                self.bank.take(slot + 1);
+                self.retired = Some(voice);
+            }
         }
     }
 
-    /// Convolves the mono input the caller put in `wet[0][..n]` into both wet channels, crossfading while a new
+    /// Convolves the mono input the caller put in `send[..n]` into both wet channels, crossfading while a new
     /// room comes in.
     fn convolve(&mut self, n: usize) {
         let [wet_l, wet_r] = &mut self.wet;
-        let (wet_l, wet_r) = (&mut wet_l[..n], &mut wet_r[..n]);
-        wet_r.copy_from_slice(wet_l);
-        match self.incoming.as_deref_mut() {
-            None => {
-                self.active.convolvers[0].process_in_place(wet_l);
-                self.active.convolvers[1].process_in_place(wet_r);
-            }
-            Some(incoming) => {
-                let [new_l, new_r] = &mut self.fresh;
-                let (new_l, new_r) = (&mut new_l[..n], &mut new_r[..n]);
-                new_l.copy_from_slice(wet_l);
-                new_r.copy_from_slice(wet_l);
-                self.active.convolvers[0].process_in_place(wet_l);
-                self.active.convolvers[1].process_in_place(wet_r);
-                incoming.convolvers[0].process_in_place(new_l);
-                incoming.convolvers[1].process_in_place(new_r);
-                for i in 0..n {
-                    self.fade_done = (self.fade_done + 1).min(self.fade_len);
-                    // Equal power: two rooms' tails are uncorrelated noise.
-                    let g = self.fade_done as f32 / self.fade_len as f32 * std::f32::consts::FRAC_PI_2;
-                    let (fade_in, fade_out) = (g.sin(), g.cos());
-                    wet_l[i] = wet_l[i] * fade_out + new_l[i] * fade_in;
-                    wet_r[i] = wet_r[i] * fade_out + new_r[i] * fade_in;
-                }
-                if self.fade_done >= self.fade_len
-                    && let Some(new) = self.incoming.take()
-                {
-                    self.retired = Some(std::mem::replace(&mut self.active, new));
-                }
-            }
+        let [new_l, new_r] = &mut self.fresh;
+        let (wet_l, wet_r, new_l, new_r) = (&mut wet_l[..n], &mut wet_r[..n], &mut new_l[..n], &mut new_r[..n]);
+        let send = &self.send[..n];
+        if self.active_slot == 0 {
+            self.bank.process(send, &mut [wet_l, wet_r, new_l, new_r]);
+        } else {
+            self.bank.process(send, &mut [new_l, new_r, wet_l, wet_r]);
+        }
+        if self.incoming.is_none() {
+            return;
+        }
+        let [wet_l, wet_r] = &mut self.wet;
+        let [new_l, new_r] = &self.fresh;
+        for i in 0..n {
+            self.fade_done = (self.fade_done + 1).min(self.fade_len);
+            // Equal power: two rooms' tails are uncorrelated noise.
+            let g = self.fade_done as f32 / self.fade_len as f32 * std::f32::consts::FRAC_PI_2;
+            let (fade_in, fade_out) = (g.sin(), g.cos());
+            wet_l[i] = wet_l[i] * fade_out + new_l[i] * fade_in;
+            wet_r[i] = wet_r[i] * fade_out + new_r[i] * fade_in;
+        }
+        if self.fade_done >= self.fade_len
+            && let Some(new) = self.incoming.take()
+        {
+            // The retiring voice holds these responses too, so emptying the slots frees nothing here.
+            self.bank.take(self.active_slot);
+            self.bank.take(self.active_slot + 1);
+            self.active_slot = SLOTS / 2 - self.active_slot;
+            self.retired = Some(std::mem::replace(&mut self.active, new));
         }
     }
 
@@ -457,7 +492,7 @@ impl Pedal for Reverb {
     /// thread.
     fn prepare(&mut self, sample_rate: f32, max_block: usize) {
         let max_block = max_block.max(1);
-        if sample_rate != self.sample_rate || self.wet[0].len() < max_block {
+        if sample_rate != self.sample_rate || self.send.len() < max_block {
             let mut fresh = Reverb::new(self.file.clone(), sample_rate, max_block);
             for (i, spec) in self.info.params.iter().enumerate() {
                 let id = ParamId(i as u16);
@@ -493,10 +528,10 @@ impl Pedal for Reverb {
     /// A mono chain's reverb (the chain normally goes stereo here): the left response.
     fn process(&mut self, block: &mut [f32]) {
         self.exchange();
-        let step = self.wet[0].len();
+        let step = self.send.len();
         for chunk in block.chunks_mut(step) {
             let n = chunk.len();
-            self.wet[0][..n].copy_from_slice(chunk);
+            self.send[..n].copy_from_slice(chunk);
             self.convolve(n);
             self.mix_out(chunk, None);
         }
@@ -504,10 +539,10 @@ impl Pedal for Reverb {
 
     fn process_stereo(&mut self, left: &mut [f32], right: &mut [f32]) {
         self.exchange();
-        let step = self.wet[0].len();
+        let step = self.send.len();
         for (l, r) in left.chunks_mut(step).zip(right.chunks_mut(step)) {
             let n = l.len();
-            for ((w, &a), &b) in self.wet[0][..n].iter_mut().zip(l.iter()).zip(r.iter()) {
+            for ((w, &a), &b) in self.send[..n].iter_mut().zip(l.iter()).zip(r.iter()) {
                 *w = 0.5 * (a + b);
             }
             self.convolve(n);
@@ -515,12 +550,31 @@ impl Pedal for Reverb {
         }
     }
 
-    fn reset(&mut self) {
-        for voice in [Some(&mut self.active), self.incoming.as_mut()].into_iter().flatten() {
-            for c in &mut voice.convolvers {
-                c.reset();
+    /// Waits for the worker to build the room the knobs ask for and plays it at once, without a crossfade.
+    fn settle(&mut self) {
+        let start = Instant::now();
+        while self.active.request != self.request && start.elapsed() < SETTLE_TIMEOUT {
+            if self.dirty && self.requests.push(self.request).is_ok() {
+                self.dirty = false;
+            }
+            match self.voices.pop() {
+                // The worker builds the newest request it has seen; an older room that was on its way is dropped.
+                Ok(voice) if voice.request == self.request => {
+                    for side in 0..2 {
+                        let _ = self.bank.take(SLOTS / 2 - self.active_slot + side);
+                        let _ = self.bank.install(self.active_slot + side, voice.irs[side].clone(), None);
+                    }
+                    self.incoming = None;
+                    self.active = voice;
+                }
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(POLL_MS)),
             }
         }
+    }
+
+    fn reset(&mut self) {
+        self.bank.reset();
         self.filters = Default::default();
     }
 }
@@ -529,7 +583,6 @@ impl Pedal for Reverb {
 mod tests {
     use super::*;
     use crate::formats::reverb::{self, tests::tiny};
-    use std::time::Instant;
 
     const SR: f32 = 8_000.0;
 
@@ -558,7 +611,7 @@ mod tests {
     }
 
     /// Plays silence until the pedal has its newest room (the worker runs on its own thread).
-    fn settle(pedal: &mut Reverb) {
+    fn play_until_settled(pedal: &mut Reverb) {
         let start = Instant::now();
         while pedal.is_changing() {
             assert!(start.elapsed() < Duration::from_secs(10), "the worker delivers the room");
@@ -570,16 +623,12 @@ mod tests {
     #[test]
     fn reverb_an_impulse_rings_in_two_decorrelated_channels() {
         let mut pedal = pedal();
-        settle(&mut pedal);
+        play_until_settled(&mut pedal);
         let [l, r] = play(&mut pedal, 4096, |i| if i == 0 { 1.0 } else { 0.0 });
         assert!(l.iter().chain(&r).all(|y| y.is_finite()));
         let energy = |x: &[f32]| x.iter().map(|v| v * v).sum::<f32>();
         assert!(energy(&l[..512]) > 1e-3 && energy(&r[..512]) > 1e-3, "a tail on both sides");
-        assert!(
-            energy(&l[2000..]) < 1e-9,
-            "and it ends (the response is {} samples)",
-            pedal.active.convolvers[0].ir().len()
-        );
+        assert!(energy(&l[2000..]) < 1e-9, "and it ends (the response is {} samples)", pedal.bank.len());
         let correlation = l.iter().zip(&r).map(|(a, b)| a * b).sum::<f32>() / (energy(&l) * energy(&r)).sqrt();
         assert!(correlation.abs() < 0.5, "left and right differ: {correlation}");
         // Pre-delay 10 ms: nothing before 80 samples.
@@ -589,7 +638,7 @@ mod tests {
     #[test]
     fn reverb_moving_the_pad_changes_the_room_without_a_click() {
         let mut pedal = pedal();
-        settle(&mut pedal);
+        play_until_settled(&mut pedal);
         let before = play(&mut pedal, 64, |_| 0.0);
         assert!(before[0].iter().all(|&y| y == 0.0));
         // A steady tone, so both rooms ring with the same input; the room changes while it plays.
@@ -623,19 +672,19 @@ mod tests {
     #[test]
     fn reverb_knobs_reach_the_response() {
         let mut pedal = pedal();
-        settle(&mut pedal);
+        play_until_settled(&mut pedal);
         let impulse = |i: usize| if i == 0 { 1.0 } else { 0.0 };
         let energy_after = |x: &[f32], from: usize| x[from..].iter().map(|v| v * v).sum::<f32>();
         // The tiny model's room lasts 512 samples (64 ms), plus 80 of pre-delay; twice the decay doubles it.
         let [short, _] = play(&mut pedal, 2048, impulse);
         pedal.set_param(DECAY, 2.0);
-        settle(&mut pedal);
+        play_until_settled(&mut pedal);
         pedal.reset();
         let [long, _] = play(&mut pedal, 2048, impulse);
         let (short_tail, long_tail) = (energy_after(&short, 700), energy_after(&long, 700));
         assert!(long_tail > 100.0 * short_tail, "a longer decay rings longer: {long_tail} against {short_tail}");
         pedal.set_param(PRE_DELAY, 100.0);
-        settle(&mut pedal);
+        play_until_settled(&mut pedal);
         pedal.reset();
         let [late, _] = play(&mut pedal, 2048, impulse);
         assert!(late[..799].iter().all(|&y| y.abs() < 1e-6) && late[800..900].iter().any(|&y| y.abs() > 1e-4));
@@ -647,13 +696,33 @@ mod tests {
     }
 
     #[test]
+    fn reverb_settle_plays_the_asked_room_from_the_first_sample() {
+        // A pedal built from a preset settles before it plays; one whose knobs move while it plays gets there later.
+        let impulse = |i: usize| if i == 0 { 1.0 } else { 0.0 };
+        let mut settled = pedal();
+        settled.set_param(X, 0.0);
+        settled.set_param(Y, 100.0);
+        settled.settle();
+        assert!(!settled.is_changing());
+        let [now, _] = play(&mut settled, 1024, impulse);
+        let mut playing = pedal();
+        playing.set_param(X, 0.0);
+        playing.set_param(Y, 100.0);
+        play_until_settled(&mut playing);
+        playing.reset();
+        let [later, _] = play(&mut playing, 1024, impulse);
+        assert!(now.iter().any(|y| y.abs() > 1e-3));
+        assert_eq!(now, later, "the same room");
+    }
+
+    #[test]
     fn reverb_prepare_for_another_rate_keeps_the_settings() {
         let mut pedal = pedal();
         pedal.set_param(DECAY, 1.5);
         pedal.prepare(16_000.0, 128);
         assert_eq!(pedal.sample_rate, 16_000.0);
         assert_eq!(pedal.request.decay, 1.5);
-        settle(&mut pedal);
+        play_until_settled(&mut pedal);
         let [l, _] = play(&mut pedal, 4096, |i| if i == 0 { 1.0 } else { 0.0 });
         assert!(l.iter().any(|y| y.abs() > 1e-3) && l.iter().all(|y| y.is_finite()));
     }

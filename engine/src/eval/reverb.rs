@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use crate::dsp::convolver::Convolver;
+use crate::dsp::convolver::ConvolverIr;
 use crate::dsp::room_ir::RoomSynth;
 use crate::effects::reverb::{MAX_DECAY, MAX_PRE_DELAY_MS};
 use crate::eval::decay::{self, OCTAVES_HZ};
@@ -282,9 +282,9 @@ pub fn time_room_change(file: &ReverbFile, sample_rate: f32, repeats: usize) -> 
             .collect();
         best.synthesis_ms = best.synthesis_ms.min(ms(t));
         let t = Instant::now();
-        let convolvers: Vec<Convolver> = irs.iter().map(|ir| Convolver::new(ir)).collect();
+        let responses: Vec<ConvolverIr> = irs.iter().map(|ir| ConvolverIr::new(ir)).collect();
         best.partition_ms = best.partition_ms.min(ms(t));
-        drop(convolvers);
+        drop(responses);
     }
     best
 }
