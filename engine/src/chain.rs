@@ -336,6 +336,7 @@ mod tests {
         fn boxed(factor: f32) -> Box<dyn Pedal> {
             Box::new(Scale {
                 info: PedalInfo {
+                    pad: None,
                     kind: "scale".into(),
                     name: "Scale".into(),
                     params: vec![],

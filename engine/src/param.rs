@@ -21,6 +21,8 @@ pub enum Unit {
     Percent,
     /// A ratio such as 4:1.
     Ratio,
+    /// A factor applied to something the pedal has (a room's decay times): ×0.5 … ×2.
+    Multiplier,
     /// On/off switch: 0 or 1.
     Toggle,
     /// A note value for tempo sync: the value is an index into [`NOTE_DIVISIONS`] (use [`Curve::Stepped`]).
@@ -54,7 +56,7 @@ fn division_index(value: f32) -> usize {
 impl Unit {
     pub fn suffix(self) -> &'static str {
         match self {
-            Unit::None | Unit::Toggle | Unit::NoteDivision => "",
+            Unit::None | Unit::Toggle | Unit::NoteDivision | Unit::Multiplier => "",
             Unit::Decibels => " dB",
             Unit::Milliseconds => " ms",
             Unit::Hertz => " Hz",
@@ -200,6 +202,7 @@ impl fmt::Display for FormattedValue<'_> {
             Unit::NoteDivision => f.write_str(NOTE_DIVISIONS[division_index(v)].0),
             Unit::Hertz if v >= 1000.0 => write!(f, "{:.2} kHz", v / 1000.0),
             Unit::Milliseconds if v >= 1000.0 => write!(f, "{:.2} s", v / 1000.0),
+            Unit::Multiplier => write!(f, "×{v:.2}"),
             unit => {
                 let precision = if self.spec.curve == Curve::Stepped || v.abs() >= 100.0 {
                     0

@@ -1,5 +1,7 @@
 //! The [`Pedal`] trait every effect implements, and the description it gives of itself.
 
+use std::sync::Arc;
+
 use crate::param::{ParamId, ParamSpec};
 
 /// How a pedal treats channels.
@@ -38,6 +40,72 @@ pub struct PedalInfo {
     pub params: Vec<ParamSpec>,
     pub channels: Channels,
     pub model: Option<ModelInfo>,
+    /// Two of `params` the GUI draws as one XY pad instead of two knobs.
+    pub pad: Option<PadInfo>,
+}
+
+/// Two parameters (both 0–100 %) drawn as one XY pad, over a map of what lies where: the reverb's room space.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PadInfo {
+    pub x: ParamId,
+    pub y: ParamId,
+    /// Shared with the model, so cloning the pedal's description stays cheap.
+    pub map: Option<Arc<PadMap>>,
+}
+
+/// What the pad's positions sound like, in pad coordinates (0–1 on each axis, y up).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PadMap {
+    /// `columns × rows` samples of the map, row by row from the bottom, at evenly spaced positions from 0 to 1
+    /// (none: the map has only its rooms).
+    pub columns: usize,
+    pub rows: usize,
+    /// Mid-band decay time (T30, seconds) at each sample; `None` where it could not be measured.
+    pub decay_s: Vec<Option<f32>>,
+    /// Room volume (m³) at each sample.
+    pub volume_m3: Vec<f32>,
+    /// The rooms the model learnt from, where they lie.
+    pub rooms: Vec<PadRoom>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PadRoom {
+    pub x: f32,
+    pub y: f32,
+    pub decay_s: Option<f32>,
+    pub volume_m3: f32,
+}
+
+impl PadMap {
+    /// Decay time and volume at a pad position, interpolated between the four nearest samples (geometrically:
+    /// decay times and volumes spread over decades). The decay is `None` if any of them that counts is
+    /// unmeasured.
+    pub fn at(&self, x: f32, y: f32) -> (Option<f32>, f32) {
+        if self.columns < 2 || self.rows < 2 {
+            return (None, 0.0);
+        }
+        let locate = |t: f32, n: usize| {
+            let f = t.clamp(0.0, 1.0) * (n.max(2) - 1) as f32;
+            let i = (f.floor() as usize).min(n.saturating_sub(2));
+            (i, (f - i as f32).clamp(0.0, 1.0))
+        };
+        let (i, fx) = locate(x, self.columns);
+        let (j, fy) = locate(y, self.rows);
+        let index =
+            |di: usize, dj: usize| ((j + dj).min(self.rows - 1)) * self.columns + (i + di).min(self.columns - 1);
+        let corners =
+            [(0, 0, (1.0 - fx) * (1.0 - fy)), (1, 0, fx * (1.0 - fy)), (0, 1, (1.0 - fx) * fy), (1, 1, fx * fy)];
+        let blend = |value: &dyn Fn(usize) -> Option<f32>| -> Option<f32> {
+            let mut log_sum = 0.0;
+            for &(di, dj, w) in corners.iter().filter(|c| c.2 > 0.0) {
+                log_sum += w * value(index(di, dj))?.max(1e-6).ln();
+            }
+            Some(log_sum.exp())
+        };
+        let decay = blend(&|k| self.decay_s.get(k).copied().flatten());
+        let volume = blend(&|k| self.volume_m3.get(k).copied()).unwrap_or(0.0);
+        (decay, volume)
+    }
 }
 
 impl PedalInfo {

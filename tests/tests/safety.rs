@@ -89,6 +89,7 @@ fn a_pedal_producing(bad: f32) {
     let resets = Arc::new(AtomicUsize::new(0));
     let faulty = Faulty {
         info: PedalInfo {
+            pad: None,
             kind: "faulty".into(),
             name: "Faulty".into(),
             params: Vec::new(),

@@ -20,6 +20,7 @@ use super::board;
 use super::knob::KnobEvent;
 use super::library::Library;
 use super::meter::MeterState;
+use super::pad::PadEvent;
 use super::session::Session;
 use super::settings::{self, SettingsPage};
 use super::style;
@@ -98,6 +99,10 @@ pub enum Message {
     Knob(SlotId, ParamId, KnobEvent),
     /// An on/off parameter clicked.
     ToggleParam(SlotId, ParamId),
+    /// The XY pad of a pedal that has one (its two parameters at once).
+    Pad(SlotId, PadEvent),
+    /// One axis of a pad picked by its label (what MIDI learn maps, since the pad moves both at once).
+    PadAxis(SlotId, ParamId),
     Footswitch(SlotId),
     DragStart(SlotId),
     /// The cursor entered the pedal at this chain position (or the end slot) while dragging.
@@ -344,6 +349,34 @@ impl App {
                 if let Err(e) = result {
                     self.notify(e.to_string(), true);
                 }
+                self.selected = Some(slot);
+            }
+            Message::Pad(slot, event) => {
+                let Some(pad) = self.session.controller.slot(slot).and_then(|s| s.info.pad.clone()) else {
+                    return Task::none();
+                };
+                // MIDI learn takes the pad's X; its axis labels pick either one.
+                self.learn_target(slot, Some(pad.x));
+                let controller = &mut self.session.controller;
+                for (param, position) in [(pad.x, 0), (pad.y, 1)] {
+                    let result = match event {
+                        PadEvent::Set(x, y) => controller.set_param_normalized(slot, param, [x, y][position]),
+                        PadEvent::Reset => {
+                            match controller.slot(slot).and_then(|s| s.info.param(param)).map(|p| p.default) {
+                                Some(default) => controller.set_param(slot, param, default),
+                                None => continue,
+                            }
+                        }
+                    };
+                    if let Err(e) = result {
+                        self.notify(e.to_string(), true);
+                        break;
+                    }
+                }
+                self.selected = Some(slot);
+            }
+            Message::PadAxis(slot, param) => {
+                self.learn_target(slot, Some(param));
                 self.selected = Some(slot);
             }
             Message::ToggleParam(slot, param) => {

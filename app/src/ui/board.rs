@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 use iced::widget::{Column, Row, Space, button, canvas, column, container, mouse_area, row, scrollable, text};
 use iced::{Alignment, Element, Font, Length, font};
 use neuralboard_engine::param::Unit;
+use neuralboard_engine::pedal::PadInfo;
 use neuralboard_engine::preset::FACTORY_PREFIX;
 use neuralboard_engine::{ParamId, SlotState, SlotStatus, effects, paths};
 
 use super::app::{App, Message, flat_button};
 use super::knob::Knob;
+use super::pad::{Pad, describe};
 use super::style;
 
 /// Height of every pedal, so the row lines up.
-const CARD_HEIGHT: f32 = 330.0;
+const CARD_HEIGHT: f32 = 344.0;
 /// Width of one knob column on a pedal.
 const KNOB_CELL: f32 = 68.0;
 const KNOB_SIZE: f32 = 46.0;
@@ -132,17 +134,76 @@ fn toggle_cell<'a>(slot: &SlotState, index: usize) -> Element<'a, Message> {
         .into()
 }
 
-fn knob_columns(knobs: usize) -> usize {
-    match knobs {
+/// Heights on a card, measured on a screenshot: a row of knobs (knob, name, value) with the grid's spacing, a row
+/// of switches, the gain-reduction meter, and what every card spends besides (padding, name, model line, LED and
+/// footswitch).
+const KNOB_ROW: f32 = 87.0;
+const TOGGLE_ROW: f32 = 22.0;
+const METER_BLOCK: f32 = 46.0;
+const CARD_FIXED: f32 = 140.0;
+/// Switches sit two to a row under the knobs.
+const TOGGLES_PER_ROW: usize = 2;
+/// Side of the XY pad.
+const PAD_SIZE: f32 = 150.0;
+
+/// The knobs a card draws: its parameters except switches and those on its XY pad.
+fn knob_indices(slot: &SlotState) -> Vec<usize> {
+    let on_pad = |i: usize| slot.info.pad.as_ref().is_some_and(|p| p.x.0 as usize == i || p.y.0 as usize == i);
+    (0..slot.info.params.len()).filter(|&i| slot.info.params[i].unit != Unit::Toggle && !on_pad(i)).collect()
+}
+
+fn toggle_indices(slot: &SlotState) -> Vec<usize> {
+    (0..slot.info.params.len()).filter(|&i| slot.info.params[i].unit == Unit::Toggle).collect()
+}
+
+/// Knob columns for a card: squarish grids (2 × 2 for four, 3 × 2 for six), but wide enough that the rows leave
+/// room for the switches, the meter and the footswitch, which must never fall off the card.
+fn knob_columns(slot: &SlotState, meter: bool) -> usize {
+    let knobs = knob_indices(slot).len();
+    if slot.info.pad.is_some() {
+        // Beside the pad: as many rows as fit its height.
+        return knobs.div_ceil(2).clamp(1, 3);
+    }
+    let toggle_rows = toggle_indices(slot).len().div_ceil(TOGGLES_PER_ROW);
+    let room = CARD_HEIGHT - CARD_FIXED - toggle_rows as f32 * TOGGLE_ROW - if meter { METER_BLOCK } else { 0.0 };
+    let rows_that_fit = (((room + 8.0) / KNOB_ROW).floor() as usize).max(1);
+    let squarish = match knobs {
         0..=1 => 1,
         2..=4 => 2,
         _ => 3,
-    }
+    };
+    (squarish..=knobs.max(1)).find(|&columns| knobs.div_ceil(columns) <= rows_that_fit).unwrap_or(knobs.max(1))
 }
 
-fn card_width(slot: &SlotState) -> f32 {
-    let knobs = slot.info.params.iter().filter(|p| p.unit != Unit::Toggle).count();
-    (knob_columns(knobs) as f32 * KNOB_CELL + 24.0).max(128.0)
+fn card_width(slot: &SlotState, meter: bool) -> f32 {
+    let pad = if slot.info.pad.is_some() { PAD_SIZE + 8.0 } else { 0.0 };
+    (pad + knob_columns(slot, meter) as f32 * KNOB_CELL + 24.0).max(128.0)
+}
+
+/// A pedal's XY pad with the room under the puck and the two axes' values (which MIDI learn can pick).
+fn pad_cell<'a>(slot: &SlotState, pad: &PadInfo) -> Element<'a, Message> {
+    let id = slot.id;
+    let (x_spec, y_spec) = (&slot.info.params[pad.x.0 as usize], &slot.info.params[pad.y.0 as usize]);
+    let (x, y) = (slot.values[pad.x.0 as usize], slot.values[pad.y.0 as usize]);
+    let (nx, ny) = (x_spec.to_normalized(x), y_spec.to_normalized(y));
+    let widget = Pad { x: nx, y: ny, map: pad.map.clone(), on_event: move |event| Message::Pad(id, event) };
+    let axis = |param: ParamId, label: String| {
+        button(text(label).size(11).color(style::shade(style::TEXT, -0.2)))
+            .padding([0, 4])
+            .style(style::list_row(false))
+            .on_press(Message::PadAxis(id, param))
+    };
+    let room = pad.map.as_deref().map(|map| describe(map, nx, ny)).unwrap_or_default();
+    column![
+        canvas(widget).width(PAD_SIZE).height(PAD_SIZE),
+        row![axis(pad.x, format!("X {}", x_spec.format(x))), axis(pad.y, format!("Y {}", y_spec.format(y))),]
+            .spacing(4),
+        text(room).size(12).color(style::TEXT),
+    ]
+    .spacing(3)
+    .align_x(Alignment::Center)
+    .width(PAD_SIZE)
+    .into()
 }
 
 fn subtitle(slot: &SlotState) -> String {
@@ -170,8 +231,9 @@ fn pedal_card<'a>(app: &'a App, index: usize, slot: &'a SlotState) -> Element<'a
         body = body.push(text(format!("⚠ {error}")).size(10).color(style::shade(style::DANGER, 0.4)));
     }
 
-    let knobs: Vec<usize> = (0..slot.info.params.len()).filter(|&i| slot.info.params[i].unit != Unit::Toggle).collect();
-    let columns = knob_columns(knobs.len());
+    let meter = app.gain_reduction.get(slot.id);
+    let knobs = knob_indices(slot);
+    let columns = knob_columns(slot, meter.is_some());
     let mut grid = Column::new().spacing(8).align_x(Alignment::Center);
     for chunk in knobs.chunks(columns) {
         let mut line = Row::new().spacing(0);
@@ -180,17 +242,19 @@ fn pedal_card<'a>(app: &'a App, index: usize, slot: &'a SlotState) -> Element<'a
         }
         grid = grid.push(line);
     }
-    body = body.push(grid);
-    let toggles: Vec<usize> =
-        (0..slot.info.params.len()).filter(|&i| slot.info.params[i].unit == Unit::Toggle).collect();
+    match &slot.info.pad {
+        Some(pad) => body = body.push(row![pad_cell(slot, pad), grid].spacing(8).align_y(Alignment::Start)),
+        None => body = body.push(grid),
+    }
+    let toggles = toggle_indices(slot);
     if !toggles.is_empty() {
         let mut list = Column::new().spacing(2).align_x(Alignment::Start);
-        for i in toggles {
-            list = list.push(toggle_cell(slot, i));
+        for pair in toggles.chunks(TOGGLES_PER_ROW) {
+            list = list.push(Row::with_children(pair.iter().map(|&i| toggle_cell(slot, i))).spacing(4));
         }
         body = body.push(list);
     }
-    if let Some(db) = app.gain_reduction.get(slot.id) {
+    if let Some(db) = meter {
         body = body.push(gain_reduction_meter(db, accent));
     }
     body = body.push(Space::new().height(Length::Fill));
@@ -208,7 +272,7 @@ fn pedal_card<'a>(app: &'a App, index: usize, slot: &'a SlotState) -> Element<'a
     let bypassed = slot.bypassed;
     let card = container(body)
         .padding([12, 8])
-        .width(card_width(slot))
+        .width(card_width(slot, meter.is_some()))
         .height(CARD_HEIGHT)
         .style(move |_| style::pedal_card(&kind, selected, drop_target, bypassed));
     mouse_area(card)

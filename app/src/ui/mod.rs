@@ -4,7 +4,7 @@
 //!   [`neuralboard_engine::Controller`].
 //! - [`board`]: the pedals and the selected pedal's panel; [`topbar`]: presets, tuner, meters, record;
 //!   [`settings`]: devices and MIDI mappings.
-//! - [`knob`], [`meter`]: the custom widgets; [`style`]: colours and styles.
+//! - [`knob`], [`pad`], [`meter`]: the custom widgets; [`style`]: colours and styles.
 //! - [`session`]: the audio session (live devices, or the engine run offline); [`library`]: the preset files.
 
 mod app;
@@ -12,6 +12,7 @@ mod board;
 mod knob;
 mod library;
 mod meter;
+mod pad;
 mod session;
 mod settings;
 mod style;

@@ -94,6 +94,7 @@ impl Amp {
         }
         let values = std::array::from_fn(|i| Self::params()[i].default);
         let info = PedalInfo {
+            pad: None,
             kind: KIND.into(),
             name: "Neural Amp".into(),
             params,

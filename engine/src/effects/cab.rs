@@ -257,6 +257,7 @@ impl Cab {
         let params = Self::params();
         let sample_rate = ir.sample_rate;
         let info = PedalInfo {
+            pad: None,
             kind: KIND.into(),
             name: "Cab IR".into(),
             channels: ir.channels(),

@@ -134,6 +134,7 @@ impl Compressor {
         }
         let c = &file.config;
         let info = PedalInfo {
+            pad: None,
             kind: KIND.into(),
             name: "Neural Compressor".into(),
             params,

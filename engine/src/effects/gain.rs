@@ -19,6 +19,7 @@ impl Gain {
 
     pub fn new() -> Self {
         let info = PedalInfo {
+            pad: None,
             kind: KIND.into(),
             name: "Volume".into(),
             params: Self::params(),

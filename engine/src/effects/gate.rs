@@ -82,6 +82,7 @@ impl Gate {
             release_ms: params[4].default,
             range_db: params[5].default,
             info: PedalInfo {
+                pad: None,
                 kind: KIND.into(),
                 name: "Noise Gate".into(),
                 params,

@@ -13,6 +13,7 @@ impl Missing {
     pub fn new(kind: &str) -> Self {
         Self {
             info: PedalInfo {
+                pad: None,
                 kind: kind.to_owned(),
                 name: format!("{kind} (missing)"),
                 params: Vec::new(),

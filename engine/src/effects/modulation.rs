@@ -174,6 +174,7 @@ impl Modulation {
         details.push(("Inputs".into(), "audio + LFO".into()));
         details.push(("LFO rates".into(), format!("{MIN_RATE_HZ}–{MAX_RATE_HZ} Hz, sine and triangle")));
         let info = PedalInfo {
+            pad: None,
             kind: effect.kind.into(),
             name: effect.name.into(),
             params,

@@ -34,7 +34,7 @@ use crate::effects::cab::butterworth;
 use crate::formats::reverb::{self, ReverbFile};
 use crate::nn::decoder::Decoder;
 use crate::param::{Curve, ParamId, ParamSpec, Smoothed, Unit};
-use crate::pedal::{Channels, ModelInfo, Pedal, PedalInfo};
+use crate::pedal::{Channels, ModelInfo, PadInfo, PadMap, PadRoom, Pedal, PedalInfo};
 
 pub const KIND: &str = "reverb";
 
@@ -217,7 +217,7 @@ impl Reverb {
             ParamSpec::new("x", "Room X", Unit::Percent, 0.0, 100.0, at(0)).smoothing(0.0),
             ParamSpec::new("y", "Room Y", Unit::Percent, 0.0, 100.0, if file.latent.dims > 1 { at(1) } else { 50.0 })
                 .smoothing(0.0),
-            ParamSpec::new("decay", "Decay", Unit::Ratio, MIN_DECAY, MAX_DECAY, 1.0)
+            ParamSpec::new("decay", "Decay", Unit::Multiplier, MIN_DECAY, MAX_DECAY, 1.0)
                 .curve(Curve::Logarithmic)
                 .smoothing(0.0),
             ParamSpec::new("pre_delay_ms", "Pre-delay", Unit::Milliseconds, 0.0, MAX_PRE_DELAY_MS, 10.0).smoothing(0.0),
@@ -272,6 +272,7 @@ impl Reverb {
             params,
             channels: Channels::MakesStereo,
             model: Some(model_info(&file, len, sample_rate)),
+            pad: Some(PadInfo { x: X, y: Y, map: pad_map(&file) }),
         };
         let mut pedal = Self {
             info,
@@ -452,6 +453,56 @@ impl Reverb {
                 right[i] += mix * (wet - right[i]);
             }
         }
+    }
+}
+
+/// The model's room map in pad coordinates, made once per model and shared by every pedal that plays it.
+fn pad_map(file: &Arc<ReverbFile>) -> Option<Arc<PadMap>> {
+    static BUILTIN: OnceLock<Option<Arc<PadMap>>> = OnceLock::new();
+    if builtin().is_ok_and(|b| Arc::ptr_eq(&b, file)) {
+        return BUILTIN.get_or_init(|| room_map_on_pad(file).map(Arc::new)).clone();
+    }
+    room_map_on_pad(file).map(Arc::new)
+}
+
+/// Converts the file's map from latent coordinates to the pad's 0–1 (the first two latent dimensions).
+fn room_map_on_pad(file: &ReverbFile) -> Option<PadMap> {
+    let map = file.map.as_ref()?;
+    let l = &file.latent;
+    let on_pad = |z: f32, d: usize| {
+        if d < l.dims { ((z - l.min[d]) / (l.max[d] - l.min[d])).clamp(0.0, 1.0) } else { 0.5 }
+    };
+    let rooms = map
+        .rooms
+        .iter()
+        .map(|r| PadRoom {
+            x: on_pad(r.z.first().copied().unwrap_or(0.0), 0),
+            y: on_pad(r.z.get(1).copied().unwrap_or(0.0), 1),
+            decay_s: r.t30_mid_s,
+            volume_m3: r.volume_m3,
+        })
+        .collect();
+    let mut pad = PadMap { columns: 0, rows: 0, decay_s: Vec::new(), volume_m3: Vec::new(), rooms };
+    // The grid is drawn as evenly spaced samples spanning the pad: use it only if it is one.
+    if let Some(grid) = &map.grid
+        && l.dims >= 2
+        && spans_evenly(&grid.x, l.min[0], l.max[0])
+        && spans_evenly(&grid.y, l.min[1], l.max[1])
+    {
+        pad.columns = grid.x.len();
+        pad.rows = grid.y.len();
+        pad.decay_s = grid.t30_mid_s.iter().flatten().copied().collect();
+        pad.volume_m3 = grid.volume_m3.iter().flatten().copied().collect();
+    }
+    Some(pad)
+}
+
+/// Whether `values` run evenly from `min` to `max` (within 1 % of a step).
+fn spans_evenly(values: &[f32], min: f32, max: f32) -> bool {
+    let n = values.len();
+    n >= 2 && {
+        let step = (max - min) / (n - 1) as f32;
+        values.iter().enumerate().all(|(i, &v)| (v - (min + step * i as f32)).abs() <= 0.01 * step.abs())
     }
 }
 
@@ -713,6 +764,31 @@ mod tests {
         let [later, _] = play(&mut playing, 1024, impulse);
         assert!(now.iter().any(|y| y.abs() > 1e-3));
         assert_eq!(now, later, "the same room");
+    }
+
+    #[test]
+    fn reverb_pad_shows_the_room_map_in_pad_coordinates() {
+        let pedal = pedal();
+        let pad = pedal.info().pad.clone().unwrap();
+        assert_eq!((pad.x, pad.y), (X, Y));
+        let map = pad.map.unwrap();
+        // z (0.5, -0.5) on a latent square of -2..2 each way.
+        assert_eq!((map.rooms[0].x, map.rooms[0].y, map.rooms[0].decay_s), (0.625, 0.375, Some(0.8)));
+        // The tiny file's grid does not span the pad (x runs -1..1): rooms only, and no guess in between.
+        assert_eq!((map.columns, map.rows), (0, 0));
+        assert_eq!(map.at(0.5, 0.5), (None, 0.0));
+
+        let mut text = tiny();
+        text["map"]["grid"]["x"] = serde_json::json!([-2, 2]);
+        text["map"]["grid"]["y"] = serde_json::json!([-2, 0, 2]);
+        let file = Arc::new(reverb::parse(&text.to_string()).unwrap());
+        let map = room_map_on_pad(&file).unwrap();
+        assert_eq!((map.columns, map.rows), (2, 3));
+        assert_eq!(map.at(0.0, 0.0), (Some(1.0), 10.0));
+        assert_eq!(map.at(1.0, 1.0), (Some(2.0), 20.0));
+        let (decay, volume) = map.at(0.5, 0.0);
+        assert!((decay.unwrap() - 2f32.sqrt()).abs() < 1e-5 && (volume - 200f32.sqrt()).abs() < 1e-3, "geometric");
+        assert_eq!(map.at(1.0, 0.5).0, None, "an unmeasured sample leaves its neighbourhood unknown");
     }
 
     #[test]
