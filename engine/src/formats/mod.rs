@@ -1,3 +1,4 @@
+mod checks;
 pub mod ir;
 pub mod nam;
 pub mod reverb;

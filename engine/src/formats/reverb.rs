@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::checks::{Invalid, check_finite, check_matrix, check_vec};
+
 /// The `format` value of these files.
 pub const FORMAT: &str = "neuralboard-reverb";
 /// Files larger than this are refused before reading (the shipped decoder is a few MB of JSON).
@@ -397,28 +399,10 @@ fn check_layer(at: &str, layer: &Layer, input: Shape) -> Result<(), ReverbError>
     Ok(())
 }
 
-fn check_finite(path: &str, values: &[f32]) -> Result<(), ReverbError> {
-    match values.iter().find(|v| !v.is_finite()) {
-        Some(v) => Err(invalid(path, format!("{v} is not a finite number"))),
-        None => Ok(()),
+impl From<Invalid> for ReverbError {
+    fn from(invalid: Invalid) -> Self {
+        ReverbError::Invalid { path: invalid.path, message: invalid.message }
     }
-}
-
-fn check_vec(path: &str, values: &[f32], len: usize) -> Result<(), ReverbError> {
-    if values.len() != len {
-        return Err(invalid(path, format!("{} values, expected {len}", values.len())));
-    }
-    check_finite(path, values)
-}
-
-fn check_matrix(path: &str, rows: &[Vec<f32>], n_rows: usize, n_cols: usize) -> Result<(), ReverbError> {
-    if rows.len() != n_rows {
-        return Err(invalid(path, format!("{} rows, expected {n_rows}", rows.len())));
-    }
-    for (r, row) in rows.iter().enumerate() {
-        check_vec(&format!("{path}[{r}]"), row, n_cols)?;
-    }
-    Ok(())
 }
 
 /// Parses and validates the text of a file.

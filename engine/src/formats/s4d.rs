@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::checks::{Invalid, check_finite, check_matrix, check_vec};
+
 /// The `format` value of these files.
 pub const FORMAT: &str = "neuralboard-s4d";
 /// Files larger than this are refused before reading (a shipped model is a few hundred kB).
@@ -305,28 +307,10 @@ impl S4dFile {
     }
 }
 
-fn check_finite(path: &str, values: &[f32]) -> Result<(), S4dError> {
-    match values.iter().find(|v| !v.is_finite()) {
-        Some(v) => Err(invalid(path, format!("{v} is not a finite number"))),
-        None => Ok(()),
+impl From<Invalid> for S4dError {
+    fn from(invalid: Invalid) -> Self {
+        S4dError::Invalid { path: invalid.path, message: invalid.message }
     }
-}
-
-fn check_vec(path: &str, values: &[f32], len: usize) -> Result<(), S4dError> {
-    if values.len() != len {
-        return Err(invalid(path, format!("{} values, expected {len}", values.len())));
-    }
-    check_finite(path, values)
-}
-
-fn check_matrix(path: &str, rows: &[Vec<f32>], n_rows: usize, n_cols: usize) -> Result<(), S4dError> {
-    if rows.len() != n_rows {
-        return Err(invalid(path, format!("{} rows, expected {n_rows}", rows.len())));
-    }
-    for (r, row) in rows.iter().enumerate() {
-        check_vec(&format!("{path}[{r}]"), row, n_cols)?;
-    }
-    Ok(())
 }
 
 fn check_dense(path: &str, layer: &Dense, inputs: usize, outputs: usize) -> Result<(), S4dError> {
@@ -334,7 +318,7 @@ fn check_dense(path: &str, layer: &Dense, inputs: usize, outputs: usize) -> Resu
         return Err(invalid(path, format!("{inputs} → {outputs} is outside the supported widths (1..={MAX_WIDTH})")));
     }
     check_matrix(&format!("{path}.weight"), &layer.weight, outputs, inputs)?;
-    check_vec(&format!("{path}.bias"), &layer.bias, outputs)
+    Ok(check_vec(&format!("{path}.bias"), &layer.bias, outputs)?)
 }
 
 /// Parses and validates the text of a file.
