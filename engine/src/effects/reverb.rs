@@ -175,7 +175,9 @@ pub struct Reverb {
     info: PedalInfo,
     file: Arc<ReverbFile>,
     sample_rate: f32,
-    /// Room position as knob values (0–100 %) and the other response settings, as last set.
+    /// Every knob's value as last set (plain units), so a rebuild for another rate starts where the player was.
+    knobs: Vec<f32>,
+    /// The response settings the knobs ask for: room position in latent coordinates, decay, pre-delay.
     request: Request,
     /// The settings changed and have not reached the worker yet.
     dirty: bool,
@@ -235,6 +237,7 @@ impl Reverb {
     pub fn new(file: Arc<ReverbFile>, sample_rate: f32, max_block: usize) -> Self {
         let sample_rate = if sample_rate.is_finite() && sample_rate >= 1_000.0 { sample_rate } else { 48_000.0 };
         let params = Self::params(&file);
+        let knobs = params.iter().map(|p| p.default).collect();
         let mut decoder = Decoder::new(&file);
         let mut synth = RoomSynth::new(&file.grid, file.sample_rate, sample_rate);
         let len = synth.len_for(MAX_DECAY) + (MAX_PRE_DELAY_MS * 1e-3 * sample_rate).ceil() as usize;
@@ -278,6 +281,7 @@ impl Reverb {
             info,
             file,
             sample_rate,
+            knobs,
             request,
             dirty: false,
             bank,
@@ -342,6 +346,9 @@ impl Reverb {
 
     /// A knob's value (already clamped) into the request or a smoother.
     fn apply(&mut self, id: ParamId, value: f32, immediate: bool) {
+        if let Some(knob) = self.knobs.get_mut(id.0 as usize) {
+            *knob = value;
+        }
         let l = &self.file.latent;
         let latent = |d: usize| l.min[d] + (l.max[d] - l.min[d]) * value / 100.0;
         let before = self.request;
@@ -539,33 +546,16 @@ impl Pedal for Reverb {
         &self.info
     }
 
-    /// A new rate or block size rebuilds everything (rooms at the new rate, a new worker). Runs off the audio
-    /// thread.
+    /// A new rate or block size rebuilds everything (the room at the new rate, a new worker) with the knobs where
+    /// they were. Runs off the audio thread.
     fn prepare(&mut self, sample_rate: f32, max_block: usize) {
         let max_block = max_block.max(1);
         if sample_rate != self.sample_rate || self.send.len() < max_block {
             let mut fresh = Reverb::new(self.file.clone(), sample_rate, max_block);
-            for (i, spec) in self.info.params.iter().enumerate() {
-                let id = ParamId(i as u16);
-                let value = match id {
-                    X | Y | Z => {
-                        let d = match id {
-                            X => 0,
-                            Y => 1,
-                            _ => 2,
-                        };
-                        let l = &self.file.latent;
-                        100.0 * (self.request.z[d] - l.min[d]) / (l.max[d] - l.min[d])
-                    }
-                    DECAY => self.request.decay,
-                    PRE_DELAY => self.request.pre_delay_ms,
-                    LOW_CUT => self.low_cut_log.target().exp(),
-                    HIGH_CUT => self.high_cut_log.target().exp(),
-                    MIX => 100.0 * self.mix.target(),
-                    _ => spec.default,
-                };
-                fresh.apply(id, spec.clamp(value), true);
+            for (i, &value) in self.knobs.iter().enumerate() {
+                fresh.apply(ParamId(i as u16), value, true);
             }
+            fresh.settle();
             std::mem::swap(self, &mut fresh);
         }
     }
