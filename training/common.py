@@ -1,10 +1,15 @@
-"""What the training scripts share: logging, the neuralboard binary that makes the data, ESR, the commit."""
+"""What the training scripts share: logging, the neuralboard binary that makes the data, ESR, the commit, and how a
+run starts (arguments, work folder)."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +51,38 @@ def git_commit(paths: list[str]) -> str:
         return out.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+
+
+def trainer_arguments(doc: str, recipes: dict, out_dir: Path, threads: int, out_help: str,
+                      workdir_help: str = "where the data goes (default: a temp dir)") -> argparse.ArgumentParser:
+    """The arguments every trainer takes: RECIPE, --threads, --workdir, --max-minutes, --out-dir."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipe", choices=sorted(recipes))
+    ap.add_argument("--threads", type=int, default=threads, help=f"torch CPU threads (default {threads})")
+    ap.add_argument("--workdir", type=Path, help=workdir_help)
+    ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
+    ap.add_argument("--out-dir", type=Path, default=out_dir, help=out_help)
+    return ap
+
+
+@dataclass
+class Run:
+    """Where a training run stands before anything runs."""
+
+    commit: str  # of the tree the data and the recipe come from
+    binary: Path  # the neuralboard that makes the data
+    work: Path
+    data: Path  # work/data
+
+
+def start_run(recipe: str, workdir: Path | None, commit_paths: list[str], fresh: bool = False) -> Run:
+    """Records the commit, builds (or finds) neuralboard and makes the work folder: `workdir`, emptied first when
+    `fresh`, or a new temporary folder."""
+    commit = git_commit(commit_paths)
+    binary = neuralboard_binary().resolve()
+    work = workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{recipe}-"))
+    if fresh and workdir and work.exists():
+        shutil.rmtree(work)
+    data = work / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    return Run(commit, binary, work, data)

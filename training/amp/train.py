@@ -22,14 +22,11 @@ The binary is taken from $NEURALBOARD if set, else built with `cargo build --rel
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,7 +34,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import esr, git_commit, log, neuralboard_binary, run  # noqa: E402
+from common import esr, log, run, start_run, trainer_arguments  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -132,12 +129,8 @@ def checkpoint_esr(name: str) -> float:
 
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recipe", choices=sorted(recipes))
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    ap.add_argument("--workdir", type=Path, help="where data, checkpoints and logs go (default: a temp dir)")
-    ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
-    ap.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where the .nam and manifest go")
+    ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=2, out_help="where the .nam and manifest go",
+                           workdir_help="where data, checkpoints and logs go (default: a temp dir)")
     args = ap.parse_args()
     recipe = recipes[args.recipe]
 
@@ -147,14 +140,8 @@ def main() -> None:
     import nam
     import nam.train.full as full
 
-    commit = git_commit(["engine", "app"])  # before anything runs: the tree the data and the recipe come from
-    nb = neuralboard_binary().resolve()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
-    if work.exists() and args.workdir:
-        shutil.rmtree(work)
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = work / "data"
-    tmp.mkdir()
+    started = start_run(args.recipe, args.workdir, ["engine", "app"], fresh=True)
+    commit, nb, work, tmp = started.commit, started.binary, started.work, started.data
     rate = recipe["sample_rate"]
     splits = recipe["splits"]
 

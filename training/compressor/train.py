@@ -61,7 +61,6 @@ chunk and the first `WARMUP_S` seconds left out. The binary is $NEURALBOARD if s
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime
 import json
@@ -69,7 +68,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -77,7 +75,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import esr, git_commit, log, neuralboard_binary, run  # noqa: E402
+from common import esr, log, run, start_run, trainer_arguments  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recurrent import CHECK_TOLERANCE, max_check_error  # noqa: E402
@@ -478,12 +476,7 @@ def merged(base: dict, override: dict) -> dict:
 
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recipe", choices=sorted(recipes))
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    ap.add_argument("--workdir", type=Path, help="where the data goes (default: a temp dir)")
-    ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
-    ap.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where the model, check and manifest go")
+    ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=1, out_help="where the model, check and manifest go")
     ap.add_argument("--loss", help="override the recipe's loss (esr, split_esr, esr+pre_esr, mae+mrstft)")
     ap.add_argument("--lr", type=float, help="override the recipe's learning rate (not the S4D's)")
     ap.add_argument("--override", type=json.loads, default={},
@@ -505,11 +498,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(learning["seed"])
-    commit = git_commit(["engine", "app", "training"])
-    nb = neuralboard_binary().resolve()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
-    tmp = work / "data"
-    tmp.mkdir(parents=True, exist_ok=True)
+    started = start_run(args.recipe, args.workdir, ["engine", "app", "training"])
+    commit, nb, work, tmp = started.commit, started.binary, started.work, started.data
     rate = recipe["sample_rate"]
     warm_eval = int(WARMUP_S * rate)
 

@@ -32,14 +32,12 @@ regenerates them in Rust. The binary is $NEURALBOARD if set, else `cargo build -
 
 from __future__ import annotations
 
-import argparse
 import copy
 import datetime
 import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,7 +45,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import esr, git_commit, log, neuralboard_binary, run  # noqa: E402
+from common import esr, log, run, start_run, trainer_arguments  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -100,12 +98,8 @@ def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarr
 
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recipe", choices=sorted(recipes))
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
-    ap.add_argument("--workdir", type=Path, help="where the data and checkpoints go (default: a temp dir)")
-    ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
-    ap.add_argument("--out-dir", type=Path, default=OUT_DIR, help="where the .nam and manifest go")
+    ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=2, out_help="where the .nam and manifest go",
+                           workdir_help="where the data and checkpoints go (default: a temp dir)")
     args = ap.parse_args()
     recipe = recipes[args.recipe]
     learning = recipe["learning"]
@@ -114,11 +108,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(learning["seed"])
-    commit = git_commit(["engine", "app", "training"])
-    nb = neuralboard_binary().resolve()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix=f"nb-train-{args.recipe}-"))
-    tmp = work / "data"
-    tmp.mkdir(parents=True, exist_ok=True)
+    started = start_run(args.recipe, args.workdir, ["engine", "app", "training"])
+    commit, nb, work, tmp = started.commit, started.binary, started.work, started.data
     rate = recipe["sample_rate"]
     prewarm = int(PREWARM_S * rate)
 
