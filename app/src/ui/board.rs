@@ -199,6 +199,7 @@ fn pad_cell<'a>(slot: &SlotState, pad: &PadInfo) -> Element<'a, Message> {
         row![axis(pad.x, format!("X {}", x_spec.format(x))), axis(pad.y, format!("Y {}", y_spec.format(y))),]
             .spacing(4),
         text(room).size(12).color(style::TEXT),
+        text("lighter: longer decay").size(10).color(style::shade(style::TEXT, -0.35)),
     ]
     .spacing(3)
     .align_x(Alignment::Center)
