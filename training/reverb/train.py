@@ -725,7 +725,7 @@ def evaluate_and_export(torch, name: str, recipe: dict, data: dict, split: dict,
         "metadata": {**recipe["metadata"], "date": datetime.date.today().isoformat(),
                      "default_room": default_room},
     }
-    check_points = [default_z, zmin + 0.25 * (zmax - zmin), np.array([zmax[0], zmin[1]])]
+    check_points = [default_z, zmin + 0.25 * (zmax - zmin), np.concatenate([zmax[:1], zmin[1:]])]
     check = {"format": FORMAT, "model": f"{name}.reverb.json", "tolerance_db": 1e-3,
              "note": "d_db is the decoder's output computed in float64 from the file's float32 weights, before the "
                      "engine's clamp to db_floor; d_db[b][t].",
