@@ -1,6 +1,26 @@
-//! Checks the JSON model formats share: every number finite, vectors and matrices of the shape the file declares.
-//! Each failure names the field (`decoder[3].weight[7]`) and what is wrong; the formats turn it into their own
-//! error type.
+//! What the JSON model formats share: reading a file no larger than a limit, and the checks that every number is
+//! finite and vectors and matrices have the shape the file declares. Each failure names the field
+//! (`decoder[3].weight[7]`) and what is wrong; the formats turn it into their own error type.
+
+use std::path::Path;
+
+/// Why a model file's text could not be read.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    Io(std::io::Error),
+    /// The file's size in bytes, over the limit: refused before reading, so a hostile file cannot make the player
+    /// read gigabytes.
+    TooLarge(u64),
+}
+
+/// The text of the file at `path`, if it is at most `max_bytes` long.
+pub(crate) fn read_text(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
+    let size = std::fs::metadata(path).map_err(ReadError::Io)?.len();
+    if size > max_bytes {
+        return Err(ReadError::TooLarge(size));
+    }
+    std::fs::read_to_string(path).map_err(ReadError::Io)
+}
 
 /// A field that is not what it must be.
 #[derive(Debug, Clone, PartialEq)]

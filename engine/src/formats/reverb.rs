@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::checks::{Invalid, check_finite, check_matrix, check_vec};
+use super::checks::{Invalid, ReadError, check_finite, check_matrix, check_vec, read_text};
 
 /// The `format` value of these files.
 pub const FORMAT: &str = "neuralboard-reverb";
@@ -399,6 +399,15 @@ fn check_layer(at: &str, layer: &Layer, input: Shape) -> Result<(), ReverbError>
     Ok(())
 }
 
+impl From<ReadError> for ReverbError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Io(e) => ReverbError::Io(e),
+            ReadError::TooLarge(size) => ReverbError::FileTooLarge { size },
+        }
+    }
+}
+
 impl From<Invalid> for ReverbError {
     fn from(invalid: Invalid) -> Self {
         ReverbError::Invalid { path: invalid.path, message: invalid.message }
@@ -415,11 +424,7 @@ pub fn parse(text: &str) -> Result<ReverbFile, ReverbError> {
 /// Reads, parses and validates a file; errors name it.
 pub fn load(path: &Path) -> Result<ReverbFile, ReverbError> {
     let in_file = |e: ReverbError| ReverbError::InFile { path: path.to_owned(), source: Box::new(e) };
-    let size = std::fs::metadata(path).map_err(|e| in_file(e.into()))?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(in_file(ReverbError::FileTooLarge { size }));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| in_file(e.into()))?;
+    let text = read_text(path, MAX_FILE_BYTES).map_err(|e| in_file(e.into()))?;
     parse(&text).map_err(in_file)
 }
 

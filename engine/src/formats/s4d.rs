@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::checks::{Invalid, check_finite, check_matrix, check_vec};
+use super::checks::{Invalid, ReadError, check_finite, check_matrix, check_vec, read_text};
 
 /// The `format` value of these files.
 pub const FORMAT: &str = "neuralboard-s4d";
@@ -307,6 +307,15 @@ impl S4dFile {
     }
 }
 
+impl From<ReadError> for S4dError {
+    fn from(error: ReadError) -> Self {
+        match error {
+            ReadError::Io(e) => S4dError::Io(e),
+            ReadError::TooLarge(size) => S4dError::FileTooLarge { size },
+        }
+    }
+}
+
 impl From<Invalid> for S4dError {
     fn from(invalid: Invalid) -> Self {
         S4dError::Invalid { path: invalid.path, message: invalid.message }
@@ -331,11 +340,7 @@ pub fn parse(text: &str) -> Result<S4dFile, S4dError> {
 /// Reads, parses and validates a file; errors name it.
 pub fn load(path: &Path) -> Result<S4dFile, S4dError> {
     let in_file = |e: S4dError| S4dError::InFile { path: path.to_owned(), source: Box::new(e) };
-    let size = std::fs::metadata(path).map_err(|e| in_file(e.into()))?.len();
-    if size > MAX_FILE_BYTES {
-        return Err(in_file(S4dError::FileTooLarge { size }));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| in_file(e.into()))?;
+    let text = read_text(path, MAX_FILE_BYTES).map_err(|e| in_file(e.into()))?;
     parse(&text).map_err(in_file)
 }
 
