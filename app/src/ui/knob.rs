@@ -23,6 +23,18 @@ const DOUBLE_CLICK: Duration = Duration::from_millis(400);
 const START_ANGLE: f32 = 0.75 * std::f32::consts::PI;
 const SWEEP: f32 = 1.5 * std::f32::consts::PI;
 
+/// Records a press at `now`; true when it completes a double-click (which is then forgotten, so a third press
+/// starts afresh). Shared by the knob and the pad.
+pub(super) fn double_click(last_press: &mut Option<Instant>, now: Instant) -> bool {
+    if last_press.is_some_and(|t| now.duration_since(t) < DOUBLE_CLICK) {
+        *last_press = None;
+        true
+    } else {
+        *last_press = Some(now);
+        false
+    }
+}
+
 /// What the player did to a knob.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KnobEvent {
@@ -85,15 +97,11 @@ impl<Message, F: Fn(KnobEvent) -> Message> canvas::Program<Message> for Knob<F> 
                 None
             }
             Event::Mouse(mouse::Event::ButtonPressed(mouse::Button::Left)) => {
-                let position = cursor.position_in(bounds)?;
-                let _ = position;
-                let now = Instant::now();
-                if state.last_press.is_some_and(|t| now.duration_since(t) < DOUBLE_CLICK) {
-                    state.last_press = None;
+                cursor.position_in(bounds)?;
+                if double_click(&mut state.last_press, Instant::now()) {
                     state.drag = None;
                     return Some(canvas::Action::publish((self.on_event)(KnobEvent::Reset)).and_capture());
                 }
-                state.last_press = Some(now);
                 let y = cursor.position()?.y;
                 state.drag = Some(Drag { start_y: y, start_value: self.value });
                 Some(canvas::Action::capture())

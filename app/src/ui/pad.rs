@@ -7,17 +7,16 @@
 
 use std::cell::Cell;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iced::mouse::{self, Cursor};
 use iced::widget::canvas::{self, Frame, Geometry, Path, Stroke};
 use iced::{Color, Event, Point, Rectangle, Renderer, Size, Theme};
 use neuralboard_engine::pedal::PadMap;
 
+use super::knob::double_click;
 use super::style;
 
-/// Two presses closer than this are a double-click.
-const DOUBLE_CLICK: Duration = Duration::from_millis(400);
 /// The map is drawn as this many cells a side, interpolated from the model's coarser grid.
 const RASTER: usize = 32;
 /// Decay times the colour scale spans (seconds, logarithmic): the shipped rooms run from 0.15 s to about 3 s.
@@ -82,13 +81,10 @@ impl<Message, F: Fn(PadEvent) -> Message> canvas::Program<Message> for Pad<F> {
         match event {
             Event::Mouse(mouse::Event::ButtonPressed(mouse::Button::Left)) => {
                 let point = cursor.position_over(bounds)?;
-                let now = Instant::now();
-                if state.last_press.is_some_and(|t| now.duration_since(t) < DOUBLE_CLICK) {
-                    state.last_press = None;
+                if double_click(&mut state.last_press, Instant::now()) {
                     state.dragging = false;
                     return Some(canvas::Action::publish((self.on_event)(PadEvent::Reset)).and_capture());
                 }
-                state.last_press = Some(now);
                 state.dragging = true;
                 let (x, y) = position(bounds, point);
                 Some(canvas::Action::publish((self.on_event)(PadEvent::Set(x, y))).and_capture())
