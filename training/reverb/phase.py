@@ -40,44 +40,12 @@ sys.path.insert(0, str(HERE))
 import train  # noqa: E402
 from rooms import load_recipe  # noqa: E402
 
-SQRT_HANN = np.sqrt(train.hann())
-
-
-def istft(spec: np.ndarray) -> np.ndarray:
-    """Frames (T x bins) to samples 0 .. T hop - 1, as train.synthesize overlap-adds them."""
-    t_frames = spec.shape[0]
-    frames = np.fft.irfft(spec, n=train.N_FFT, axis=1) * SQRT_HANN[None, :]
-    out = np.zeros((t_frames + 1) * train.HOP)
-    out[:t_frames * train.HOP] += frames[:, :train.HOP].ravel()
-    out[train.HOP:] += frames[:, train.HOP:].ravel()
-    return out[train.HOP:train.HOP + t_frames * train.HOP]
-
-
-def stft(y: np.ndarray, t_frames: int) -> np.ndarray:
-    """The analysis matching istft: frame t centred at sample t hop, sqrt-Hann window."""
-    x = np.zeros((t_frames + 1) * train.HOP + train.HOP)
-    x[train.HOP:train.HOP + len(y)] = y
-    idx = np.arange(t_frames)[:, None] * train.HOP + np.arange(train.N_FFT)[None, :]
-    return np.fft.rfft(x[idx] * SQRT_HANN[None, :], axis=1)
-
-
-def magnitudes(d: np.ndarray, interp: np.ndarray, floor: float) -> np.ndarray:
-    return (10.0 ** ((interp @ np.maximum(d, floor)) / 20.0)).T  # (T, bins)
-
-
-def noise_phases(mag: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    spec = mag * np.exp(1j * rng.uniform(0.0, 2.0 * np.pi, mag.shape))
-    spec[:, 0] = mag[:, 0] * rng.choice([-1.0, 1.0], mag.shape[0])
-    spec[:, -1] = mag[:, -1] * rng.choice([-1.0, 1.0], mag.shape[0])
-    return spec
-
-
 def griffin_lim(mag: np.ndarray, rng: np.random.Generator, iterations: int) -> np.ndarray:
-    spec = noise_phases(mag, rng)
+    """Starts from the engine's noise phases, then keeps the phases of the resynthesis' STFT N times."""
+    spec = train.noise_spectrum(mag, rng)
     for _ in range(iterations):
-        again = stft(istft(spec), mag.shape[0])
-        spec = mag * np.exp(1j * np.angle(again))
-    y = istft(spec)
+        spec = mag * np.exp(1j * np.angle(train.stft(train.istft(spec), mag.shape[1])))
+    y = train.istft(spec)
     return y / math.sqrt(np.sum(y * y))
 
 
@@ -112,7 +80,7 @@ def main() -> None:
         grids = {"oracle": data["d"][index[(t["room"], t["position"])]].astype(np.float64),
                  "model": np.maximum(train.decode_layers(layers, t["z"]), floor)}
         for g, d in grids.items():
-            mag = magnitudes(d, interp, floor)
+            mag = train.magnitudes(d, interp, floor)
             for m in methods:
                 start = time.perf_counter()
                 if m == "noise":

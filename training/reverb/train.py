@@ -173,21 +173,43 @@ def features(h: np.ndarray, member: np.ndarray, floor: float) -> np.ndarray:
     return np.maximum(d, floor).T
 
 
-def synthesize(d: np.ndarray, interp: np.ndarray, floor: float, rng: np.random.Generator) -> np.ndarray:
-    """The IR the engine makes of a grid D (B x T): random-phase noise shaped per bin and frame, overlap-added
-    with sqrt(Hann), unit energy."""
-    d = np.maximum(np.asarray(d, np.float64), floor)
-    t_frames = d.shape[1]
-    mag = 10.0 ** ((interp @ d) / 20.0)  # (N_BINS, T)
+def noise_spectrum(mag: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Magnitudes (N_BINS x T) with a phase uniform in [0, 2 pi) per bin and frame (DC and Nyquist: a random sign)."""
     phi = rng.uniform(0.0, 2.0 * np.pi, mag.shape)
     spec = mag * np.exp(1j * phi)
-    spec[0] = mag[0] * rng.choice([-1.0, 1.0], t_frames)
-    spec[-1] = mag[-1] * rng.choice([-1.0, 1.0], t_frames)
+    spec[0] = mag[0] * rng.choice([-1.0, 1.0], mag.shape[1])
+    spec[-1] = mag[-1] * rng.choice([-1.0, 1.0], mag.shape[1])
+    return spec
+
+
+def istft(spec: np.ndarray) -> np.ndarray:
+    """Frames (N_BINS x T) to samples 0 .. T hop - 1: each frame's irfft times sqrt(w), overlap-added centred at
+    t hop."""
+    t_frames = spec.shape[1]
     frames = np.fft.irfft(spec.T, n=N_FFT, axis=1) * np.sqrt(hann())[None, :]  # (T, N_FFT)
     out = np.zeros((t_frames + 1) * HOP)
     out[:t_frames * HOP] += frames[:, :HOP].ravel()
     out[HOP:] += frames[:, HOP:].ravel()
-    y = out[HOP:HOP + t_frames * HOP]  # frame t's centre (its sample 512) lands on t hop
+    return out[HOP:HOP + t_frames * HOP]  # frame t's centre (its sample 512) lands on t hop
+
+
+def stft(y: np.ndarray, t_frames: int) -> np.ndarray:
+    """The analysis matching istft (N_BINS x T): frame t centred at sample t hop, sqrt(w) window."""
+    x = np.zeros((t_frames + 2) * HOP)
+    x[HOP:HOP + len(y)] = y
+    idx = np.arange(t_frames)[:, None] * HOP + np.arange(N_FFT)[None, :]
+    return np.fft.rfft(x[idx] * np.sqrt(hann())[None, :], axis=1).T
+
+
+def magnitudes(d: np.ndarray, interp: np.ndarray, floor: float) -> np.ndarray:
+    """Per-bin magnitudes (N_BINS x T) of a grid D (B x T): dB interpolated over the band centres."""
+    return 10.0 ** ((interp @ np.maximum(np.asarray(d, np.float64), floor)) / 20.0)
+
+
+def synthesize(d: np.ndarray, interp: np.ndarray, floor: float, rng: np.random.Generator) -> np.ndarray:
+    """The IR the engine makes of a grid D (B x T): random-phase noise shaped per bin and frame, overlap-added
+    with sqrt(Hann), unit energy."""
+    y = istft(noise_spectrum(magnitudes(d, interp, floor), rng))
     return y / math.sqrt(np.sum(y * y))
 
 
