@@ -4,6 +4,7 @@ run starts (arguments, work folder)."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +37,13 @@ def run(cmd: list) -> None:
     subprocess.run([str(c) for c in cmd], check=True, stdout=subprocess.DEVNULL)
 
 
+def run_once(cmd: list, *outputs: Path) -> None:
+    """`run(cmd)` unless every file it writes is already there (a work folder reused: the data is a pure function
+    of the recipe, so a second run, or a run on another machine given the folder, need not make it again)."""
+    if not all(Path(o).exists() for o in outputs):
+        run(cmd)
+
+
 def esr(y: np.ndarray, y_hat: np.ndarray) -> float:
     """sum((y - y_hat)^2) / sum(y^2), in double precision."""
     y, y_hat = y.astype(np.float64), y_hat.astype(np.float64)
@@ -43,7 +51,10 @@ def esr(y: np.ndarray, y_hat: np.ndarray) -> float:
 
 
 def git_commit(paths: list[str]) -> str:
-    """HEAD, with "-dirty" when `paths` have uncommitted changes."""
+    """HEAD, with "-dirty" when `paths` have uncommitted changes; $NEURALBOARD_COMMIT where the tree has no git
+    history (a copy of the tree sent to a GPU machine)."""
+    if os.environ.get("NEURALBOARD_COMMIT"):
+        return os.environ["NEURALBOARD_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, check=True, capture_output=True, text=True)
         dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=REPO,
@@ -55,14 +66,28 @@ def git_commit(paths: list[str]) -> str:
 
 def trainer_arguments(doc: str, recipes: dict, out_dir: Path, threads: int, out_help: str,
                       workdir_help: str = "where the data goes (default: a temp dir)") -> argparse.ArgumentParser:
-    """The arguments every trainer takes: RECIPE, --threads, --workdir, --max-minutes, --out-dir."""
+    """The arguments every trainer takes: RECIPE, --threads, --workdir, --max-minutes, --out-dir,
+    --override, --device."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", choices=sorted(recipes))
     ap.add_argument("--threads", type=int, default=threads, help=f"torch CPU threads (default {threads})")
     ap.add_argument("--workdir", type=Path, help=workdir_help)
     ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
     ap.add_argument("--out-dir", type=Path, default=out_dir, help=out_help)
+    ap.add_argument("--override", type=json.loads, default={},
+                    help='JSON merged into the recipe, for experiments (recorded in the manifest): '
+                         '\'{"hidden_size": 48}\'')
+    ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda); the export and the "
+                    "manifest's ESRs are computed on the CPU either way")
     return ap
+
+
+def merged(base: dict, override: dict) -> dict:
+    """`base` with `override` merged in, nested dictionaries key by key."""
+    out = dict(base)
+    for k, v in override.items():
+        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+    return out
 
 
 @dataclass
@@ -86,3 +111,8 @@ def start_run(recipe: str, workdir: Path | None, commit_paths: list[str], fresh:
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
     return Run(commit, binary, work, data)
+
+
+def device_name(torch, device) -> str:
+    """The device a run trained on, for its manifest: "cpu" or the GPU's name."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

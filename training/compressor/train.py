@@ -75,7 +75,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import esr, log, run, start_run, trainer_arguments  # noqa: E402
+from common import device_name, esr, log, merged, run, start_run, trainer_arguments  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recurrent import CHECK_TOLERANCE, max_check_error  # noqa: E402
@@ -145,17 +145,29 @@ def corpus_file(nb: Path, tmp: Path, rate: int, seed: int, seconds: float) -> Pa
 def expand_chunks(nb: Path, tmp: Path, recipe: dict, split: str) -> list[dict]:
     """The chunks of a split, in order: chunk i takes corpus seed `seed + i`. Rust's eval reads the manifest."""
     s = recipe["splits"][split]
-    rule = recipe["input_level"]
+    rule = merged(recipe["input_level"], s.get("input_level", {}))
     rate = recipe["sample_rate"]
     pairs = controls_of(recipe, s["controls"]) * s.get("repeat", 1)
     seg = int(round(rule["segment_seconds"] * rate))
+    tones = s.get("tone_hz")
     chunks = []
     for i, (p, lim) in enumerate(pairs):
         seed = s["seed"] + i
-        peak = float(np.max(np.abs(read_float(corpus_file(nb, tmp, rate, seed, s["seconds"])))))
-        chunks.append({"seed": seed, "seconds": s["seconds"], "segment_samples": seg,
-                       "gains_db": level_gains(seed, s["seconds"], peak, rule), "peak_reduction": p, "limit": lim})
+        chunk = {"seed": seed, "seconds": s["seconds"], "segment_samples": seg}
+        if tones:
+            # A steady sine (peak 1 before the gains) instead of the corpus: held levels, the static curve.
+            chunk["tone_hz"] = tones[i % len(tones)]
+            peak = 1.0
+        else:
+            peak = float(np.max(np.abs(read_float(corpus_file(nb, tmp, rate, seed, s["seconds"])))))
+        chunks.append({**chunk, "gains_db": level_gains(seed, s["seconds"], peak, rule), "peak_reduction": p,
+                       "limit": lim})
     return chunks
+
+
+def tone(hz: float, seconds: float, rate: int) -> np.ndarray:
+    t = np.arange(int(round(seconds * rate)), dtype=np.float64)
+    return np.sin(2.0 * np.pi * hz * t / rate).astype(np.float32)
 
 
 def apply_gains(x: np.ndarray, chunk: dict) -> np.ndarray:
@@ -172,7 +184,9 @@ def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarr
     """(input, teacher output) of one chunk."""
     rate = recipe["sample_rate"]
     stem = tmp / f"{chunk['seed']}-{chunk['peak_reduction']:g}-{chunk['limit']}"
-    x = apply_gains(read_float(corpus_file(nb, tmp, rate, chunk["seed"], chunk["seconds"])), chunk)
+    source = (tone(chunk["tone_hz"], chunk["seconds"], rate) if "tone_hz" in chunk else
+              read_float(corpus_file(nb, tmp, rate, chunk["seed"], chunk["seconds"])))
+    x = apply_gains(source, chunk)
     wavfile.write(f"{stem}-x.wav", rate, x)
     params = dict(recipe["teacher"]["params"], peak_reduction=chunk["peak_reduction"], limit=chunk["limit"])
     run([nb, "teacher", recipe["teacher"]["kind"], *[a for k, v in params.items() for a in ("--param", f"{k}={v}")],
@@ -222,7 +236,7 @@ def build_model(torch, cfg: dict):
         def fft(self, u):
             L = u.shape[-1]
             dta, bbar, c = self.discretised()
-            lags = torch.arange(L, dtype=u.dtype)
+            lags = torch.arange(L, dtype=u.dtype, device=u.device)
             k = sum(2 * ((c * bbar)[:, n, None] * torch.exp(dta[:, n, None] * lags)).real for n in range(N))
             n = 2 * L
             y = torch.fft.irfft(torch.fft.rfft(u, n=n) * torch.fft.rfft(k, n=n), n=n)[..., :L]
@@ -235,17 +249,17 @@ def build_model(torch, cfg: dict):
                 u = torch.nn.functional.pad(u, (0, pad))
             M = u.shape[-1] // T
             dta, bbar, c = self.discretised()
-            j = torch.arange(T, dtype=u.dtype)
+            j = torch.arange(T, dtype=u.dtype, device=u.device)
             p = torch.exp(dta[:, :, None] * j)  # a^j: (H, N, T)
             k = 2 * torch.einsum("hn,hnt->ht", c * bbar, p).real  # the kernel's first T taps
             lag = j[None, :] - j[:, None]  # [i, j] -> j - i
-            toeplitz = torch.where(lag >= 0, k[:, lag.clamp(min=0).long()], torch.zeros((), dtype=u.dtype))
+            toeplitz = torch.where(lag >= 0, k[:, lag.clamp(min=0).long()], torch.zeros((), dtype=u.dtype, device=u.device))
             U = u.reshape(B_, H_, M, T)
             y = torch.matmul(U, toeplitz)  # within each chunk
             wz = p.flip(-1) * bbar[:, :, None]  # a^(T-1-i) b: a chunk's own contribution to its end state
             z = torch.matmul(U, torch.cat([wz.real, wz.imag], 1).transpose(1, 2))  # (B, H, M, 2N)
             z = torch.complex(z[..., :N], z[..., N:]).transpose(2, 3)  # (B, H, N, M)
-            g = torch.exp(dta[:, :, None] * (T * torch.arange(M, dtype=u.dtype)))  # (a^T)^m
+            g = torch.exp(dta[:, :, None] * (T * torch.arange(M, dtype=u.dtype, device=u.device)))  # (a^T)^m
             nf = 2 * M
             conv = torch.fft.ifft(torch.fft.fft(z, n=nf) * torch.fft.fft(g, n=nf), n=nf)[..., :M - 1]
             s = torch.nn.functional.pad(conv, (1, 0))  # state entering chunk m
@@ -439,7 +453,7 @@ def make_loss(torch, learning: dict, train_mean_square: float):
         return s[:, 1:] - coef * s[:, :-1]
 
     def stft_mag(s, n_fft, hop, win):
-        spec = torch.stft(s, n_fft, hop, win, window=torch.hann_window(win, dtype=s.dtype), return_complex=True)
+        spec = torch.stft(s, n_fft, hop, win, window=torch.hann_window(win, dtype=s.dtype, device=s.device), return_complex=True)
         return torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=1e-8))
 
     def mrstft(a, b):
@@ -467,20 +481,11 @@ def make_loss(torch, learning: dict, train_mean_square: float):
 # --------------------------------------------------------------------------------------------------------------
 
 
-def merged(base: dict, override: dict) -> dict:
-    out = dict(base)
-    for k, v in override.items():
-        out[k] = merged(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-    return out
-
-
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
     ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=1, out_help="where the model, check and manifest go")
     ap.add_argument("--loss", help="override the recipe's loss (esr, split_esr, esr+pre_esr, mae+mrstft)")
     ap.add_argument("--lr", type=float, help="override the recipe's learning rate (not the S4D's)")
-    ap.add_argument("--override", type=json.loads, default={},
-                    help='JSON merged into the recipe, for experiments: \'{"model": {"channels": 24}}\'')
     ap.add_argument("--remeasure", action="store_true",
                     help="measure the shipped model file again (check, ESRs, manifest) instead of training")
     ap.add_argument("--experiment", action="store_true",
@@ -498,6 +503,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(learning["seed"])
+    device = torch.device(args.device)
     started = start_run(args.recipe, args.workdir, ["engine", "app", "training"])
     commit, nb, work, tmp = started.commit, started.binary, started.work, started.data
     rate = recipe["sample_rate"]
@@ -514,9 +520,11 @@ def main() -> None:
     chunk_t = learning["chunk"]
 
     def run_model(model, x: np.ndarray, c: list[float], form: str, dtype=torch.float32) -> np.ndarray:
+        dev = next(model.parameters()).device
         with torch.no_grad():
-            out = model(torch.from_numpy(x).to(dtype)[None], torch.tensor([c], dtype=dtype), form, chunk_t)
-        return out[0].double().numpy()
+            out = model(torch.from_numpy(x).to(dev, dtype)[None], torch.tensor([c], dtype=dtype, device=dev), form,
+                        chunk_t)
+        return out[0].double().cpu().numpy()
 
     def evaluate(model, split: str, form: str = "chunked", dtype=torch.float32) -> tuple[float, list[float]]:
         """ESR over a split's chunks after WARMUP_S, the model from a zero state over each whole chunk."""
@@ -533,10 +541,15 @@ def main() -> None:
         model.train(was_training)
         return err / ref, per
 
+    def validate(model) -> float:
+        """The criterion: the mean of the validation* splits' ESRs (the corpus, and held tones where the recipe
+        has them)."""
+        return float(np.mean([evaluate(model, sp)[0] for sp in chunks if sp.startswith("validation")]))
+
     # 2. Model and training (or, with --remeasure, the shipped file).
     def fit() -> tuple[dict, dict] | None:
         """Trains; returns the exported weights and what the manifest records about the training."""
-        net = build_model(torch, cfg)
+        net = build_model(torch, cfg).to(device)
         n_params = sum(p.numel() for p in net.parameters())
         ssm_params = [p for n, p in net.named_parameters() if ".ssm." in n and not n.endswith(".c") and
                       not n.endswith(".d")]
@@ -544,11 +557,13 @@ def main() -> None:
         opt = torch.optim.Adam([{"params": other, "lr": learning["lr"]},
                                 {"params": ssm_params, "lr": learning["lr_ssm"]}])
         base_lr = [learning["lr"], learning["lr_ssm"]]
-        train_ms = float(np.mean(np.concatenate([y for _, y in data["train"]]).astype(np.float64) ** 2))
+        # Every split named train* trains (the corpus, and held tones where the recipe has them).
+        train_splits = [sp for sp in chunks if sp.startswith("train")]
+        train = [d for sp in train_splits for d in data[sp]]
+        train_ctrl = [c for sp in train_splits for c in ctrl[sp]]
+        train_ms = float(np.mean(np.concatenate([y for _, y in train]).astype(np.float64) ** 2))
         loss_fn = make_loss(torch, learning, train_ms)
 
-
-        train = data["train"]
         lengths = np.array([len(y) for _, y in train], dtype=np.float64)
         rng = np.random.default_rng(learning["seed"])
         warm, span, batch = learning["warmup"], learning["loss_samples"], learning["batch"]
@@ -558,7 +573,7 @@ def main() -> None:
         stop_below = recipe["target_esr"]["test"] * recipe["stop_at_fraction_of_target"]
         log(f"training {args.recipe}: S4D {cfg['channels']} channels x {cfg['modes']} modes x {cfg['depth']} blocks, "
             f"{n_params} parameters, loss {learning['loss']}, {lengths.sum() / rate:.0f} s of training audio in "
-            f"{len(train)} chunks, at most {max_minutes} min on {args.threads} threads")
+            f"{len(train)} chunks, at most {max_minutes} min on {args.device} ({args.threads} CPU threads)")
 
         def sample_batch(n: int):
             which = rng.choice(len(train), size=n, p=lengths / lengths.sum())
@@ -569,8 +584,8 @@ def main() -> None:
                 start = 0 if rng.random() < learning["start_at_zero"] else rng.integers(0, len(y) - window + 1)
                 sign = 1.0 if rng.random() < 0.5 else -1.0
                 inp[b], tgt[b] = sign * x[start:start + window], sign * y[start:start + window]
-            c_t = torch.tensor([ctrl["train"][ci] for ci in which], dtype=torch.float32)
-            return torch.from_numpy(inp), c_t, torch.from_numpy(tgt)
+            c_t = torch.tensor([train_ctrl[ci] for ci in which], dtype=torch.float32)
+            return torch.from_numpy(inp).to(device), c_t.to(device), torch.from_numpy(tgt).to(device)
 
         # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
         # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch.
@@ -582,7 +597,7 @@ def main() -> None:
             net(inp, c_t, "chunked", chunk_t)
             for nm in norms:
                 nm.momentum = 0.1
-        log(f"validation ESR at the start: {evaluate(net, 'validation')[0]:.5f}")
+        log(f"validation ESR at the start: {validate(net):.5f}")
 
         # torch.compile fuses the element-wise work (about twice as fast on a CPU; the first step compiles, a few
         # minutes, inside the time limit). Evaluation runs the plain module, which shares the parameters.
@@ -612,7 +627,7 @@ def main() -> None:
             if steps % 10 == 0:
                 log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, loss (mean of 10) {np.mean(recent[-10:]):.5f}")
             if time.time() - last_val > learning["validate_every_s"]:
-                val, _ = evaluate(net, "validation")
+                val = validate(net)
                 if val < best[0]:
                     best = (val, copy.deepcopy(net.state_dict()), steps)
                 history.append({"minutes": round((time.time() - t0) / 60, 2), "step": steps, "validation_esr": val})
@@ -622,10 +637,11 @@ def main() -> None:
                     log(f"validation ESR under {stop_below}: stopping")
                     break
         minutes = (time.time() - t0) / 60
-        val, _ = evaluate(net, "validation")
+        val = validate(net)
         if val < best[0]:
             best = (val, copy.deepcopy(net.state_dict()), steps)
         net.load_state_dict(best[1])
+        net.cpu()  # the export and every ESR below on the CPU
         log(f"best validation ESR {best[0]:.5f} at step {best[2]} of {steps}, {minutes:.1f} min")
         if args.experiment:
             _, per = evaluate(net, "validation")
@@ -638,7 +654,7 @@ def main() -> None:
             "commit": commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "framework": f"torch {torch.__version__}",
-            "machine": f"{platform.machine()}, {args.threads} torch threads",
+            "machine": f"{platform.machine()}, {device_name(torch, device)}, {args.threads} torch threads",
             "minutes": round(minutes, 1),
             "steps": steps,
             "best_at_step": best[2],
@@ -646,8 +662,8 @@ def main() -> None:
             "loss": learning["loss"],
             "overrides": args.override,
             "validation_history": history,
-            "train_chunks": chunks["train"],
-            "validation_chunks": chunks["validation"],
+            "train_chunks": [c for sp in train_splits for c in chunks[sp]],
+            "validation_chunks": [c for sp in chunks if sp.startswith("validation") for c in chunks[sp]],
         }
 
     model_out = args.out_dir / f"{args.recipe}.s4d.json"

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -45,7 +46,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import esr, log, run, start_run, trainer_arguments  # noqa: E402
+from common import device_name, esr, log, merged, run_once, start_run, trainer_arguments  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -67,7 +68,7 @@ def expand_chunks(recipe: dict, split: str) -> list[dict]:
     """The chunks of a split, in order. Rust's eval reads the expanded list from the manifest."""
     s = recipe["splits"][split]
     rates = recipe["rates"][s["rates"]] if isinstance(s["rates"], str) else s["rates"]
-    pairs = [(w, r) for w in s["waveforms"] for r in rates]
+    pairs = [(w, r) for w in s["waveforms"] for r in rates] * s.get("repeat", 1)
     scales = s.get("depth_scale", [1.0] * len(pairs))
     assert len(scales) == len(pairs), f"{split}: one depth_scale per chunk"
     return [
@@ -87,11 +88,14 @@ def teacher_params(recipe: dict, chunk: dict) -> dict:
 def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(audio, LFO as the model sees it, teacher output) for one chunk."""
     rate = recipe["sample_rate"]
-    stem = tmp / f"{chunk['seed']}"
-    run([nb, "corpus", "--seed", chunk["seed"], "--seconds", chunk["seconds"], "--rate", rate, f"{stem}-x.wav"])
+    # Named by everything that makes them, so a reused work folder never serves another recipe's data.
+    key = hashlib.sha1(json.dumps([recipe["teacher"], chunk, rate], sort_keys=True).encode()).hexdigest()[:10]
+    stem = tmp / f"{chunk['seed']}-{key}"
+    run_once([nb, "corpus", "--seed", chunk["seed"], "--seconds", chunk["seconds"], "--rate", rate, f"{stem}-x.wav"],
+             Path(f"{stem}-x.wav"))
     params = [a for k, v in teacher_params(recipe, chunk).items() for a in ("--param", f"{k}={v}")]
-    run([nb, "teacher", recipe["teacher"]["kind"], *params, "--lfo-out", f"{stem}-lfo.wav", f"{stem}-x.wav",
-         f"{stem}-y.wav"])
+    run_once([nb, "teacher", recipe["teacher"]["kind"], *params, "--lfo-out", f"{stem}-lfo.wav", f"{stem}-x.wav",
+              f"{stem}-y.wav"], Path(f"{stem}-lfo.wav"), Path(f"{stem}-y.wav"))
     x, lfo, y = (read_float(Path(f"{stem}-{n}.wav")) for n in ("x", "lfo", "y"))
     return x, (lfo * np.float32(chunk["depth_scale"])).astype(np.float32), y
 
@@ -101,13 +105,14 @@ def main() -> None:
     ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=2, out_help="where the .nam and manifest go",
                            workdir_help="where the data and checkpoints go (default: a temp dir)")
     args = ap.parse_args()
-    recipe = recipes[args.recipe]
+    recipe = merged(recipes[args.recipe], args.override)
     learning = recipe["learning"]
 
     import torch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(learning["seed"])
+    device = torch.device(args.device)
     started = start_run(args.recipe, args.workdir, ["engine", "app", "training"])
     commit, nb, work, tmp = started.commit, started.binary, started.work, started.data
     rate = recipe["sample_rate"]
@@ -142,7 +147,7 @@ def main() -> None:
             out, state = self.lstm(inp, state)
             return inp[..., 0] + self.head(out)[..., 0], state
 
-    net = Net()
+    net = Net().to(device)
     opt = torch.optim.Adam(net.parameters(), lr=learning["lr"])
     coef = learning["pre_emphasis"]
 
@@ -155,9 +160,13 @@ def main() -> None:
 
     def evaluate(model: Net, split: str) -> tuple[float, list[float]]:
         inp, tgt = stacked(split)
+        # In pieces, the state carried across (cuDNN refuses sequences of a whole chunk; the result is the same).
+        dev, pieces, state = next(model.parameters()).device, [], None
         with torch.no_grad():
-            out, _ = model(inp)
-        out = out[:, prewarm:].numpy()
+            for s in range(0, inp.shape[1], 16384):
+                piece, state = model(inp[:, s:s + 16384].contiguous().to(dev), state)
+                pieces.append(piece.cpu())
+        out = torch.cat(pieces, dim=1)[:, prewarm:].numpy()
         per = [esr(y, out[b, :len(y)]) for b, (_, _, y) in enumerate(data[split])]
         total_err = sum(np.sum((y.astype(np.float64) - out[b, :len(y)]) ** 2) for b, (_, _, y) in
                         enumerate(data[split]))
@@ -173,7 +182,7 @@ def main() -> None:
     max_minutes = args.max_minutes if args.max_minutes is not None else recipe["max_minutes"]
     stop_below = recipe["target_esr"]["test"] * recipe["stop_at_fraction_of_target"]
     log(f"training {args.recipe}: LSTM {hidden}, {sum(lengths) / rate:.0f} s of training audio in "
-        f"{len(train)} chunks, at most {max_minutes} min on {args.threads} threads")
+        f"{len(train)} chunks, at most {max_minutes} min on {args.device} ({args.threads} CPU threads)")
 
     t0 = time.time()
     best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
@@ -191,12 +200,12 @@ def main() -> None:
         for b, c in enumerate(which):
             start = rng.integers(0, len(train[c][1]) - window)
             inp[b], tgt[b] = train[c][0][start:start + window], train[c][1][start:start + window]
-        inp_t, tgt_t = torch.from_numpy(inp), torch.from_numpy(tgt)
+        inp_t, tgt_t = torch.from_numpy(inp).to(device), torch.from_numpy(tgt).to(device)
         with torch.no_grad():
-            _, state = net(inp_t[:, :warm])
+            _, state = net(inp_t[:, :warm].contiguous())
         for u in range(k):
             s = warm + u * trunc
-            y_hat, state = net(inp_t[:, s:s + trunc], state)
+            y_hat, state = net(inp_t[:, s:s + trunc].contiguous(), state)  # cuDNN takes contiguous input only
             loss = loss_fn(y_hat, tgt_t[:, s:s + trunc])
             opt.zero_grad()
             loss.backward()
@@ -218,6 +227,8 @@ def main() -> None:
     if val < best[0]:
         best = (val, copy.deepcopy(net.state_dict()), windows)
     net.load_state_dict(best[1])
+    # The export and the test ESRs on the CPU, as the engine runs it (cuDNN's LSTM rounds a little differently).
+    net = net.cpu()
 
     # 3. Export, test, manifest.
     lstm = net.lstm
@@ -281,7 +292,8 @@ def main() -> None:
             "commit": commit,
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "framework": f"torch {torch.__version__}",
-            "machine": f"{platform.machine()}, {args.threads} torch threads",
+            "machine": f"{platform.machine()}, {device_name(torch, device)}, {args.threads} torch threads",
+            "overrides": args.override,
             "minutes": round(minutes, 1),
             "windows": windows,
             "best_at_window": best[2],
