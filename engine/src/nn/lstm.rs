@@ -14,7 +14,7 @@
 //!
 //! Two kernels compute this (chosen once, when the model is built, by [`Isa::detect`]): a portable one written on
 //! fixed-size arrays that the compiler vectorises for any target, and an AVX2/FMA one with explicit intrinsics
-//! ([`avx2`]), compiled for each number of lanes up to four (one layer of up to 32 units) and once for any size. They
+//! ([`avx2`]), compiled for each number of lanes up to eight (one layer of up to 64 units) and once for any size. They
 //! differ from each other and from the plain formulas (`f32::tanh`, `exp`) only by the few-ulp errors of the
 //! exp-based activations ([`accurate_tanh`], [`accurate_sigmoid`]), fused multiply-adds and summation order; in
 //! fast-tanh mode the activations are the reference's formula, operation for operation. The portable kernel computes
@@ -453,7 +453,7 @@ mod tests {
     fn every_kernel_matches_the_scalar_formulas() {
         let shapes = [(1, 1, 1), (1, 3, 1), (1, 8, 1), (2, 13, 1), (1, 16, 1), (2, 16, 1), (1, 24, 1), (2, 24, 1)]
             .into_iter()
-            .chain([(2, 32, 1), (1, 32, 1), (1, 40, 1), (2, 5, 2), (1, 16, 3)]);
+            .chain([(2, 32, 1), (1, 32, 1), (1, 40, 1), (2, 48, 1), (1, 64, 1), (1, 72, 1), (2, 5, 2), (1, 16, 3)]);
         for (inputs, hidden, layers) in shapes {
             for out in [1, 2] {
                 let c = config(inputs, hidden, layers, out);
@@ -495,7 +495,11 @@ mod tests {
                         let peak = want.iter().fold(0.0f32, |m, w| m.max(w.abs()));
                         let shape = format!("{inputs}×{hidden}×{layers} → {out}, fast {fast}, {isa:?}");
                         assert!(peak > 0.05, "{shape}: the test signal is too quiet to test anything");
-                        assert!(worst <= 2e-6 * peak.max(1.0), "{shape}: off by {worst:e} (peak {peak})");
+                        // Summed in other orders, the gate sums' rounding grows as the square root of their terms:
+                        // 2e-6 for 32 terms, scaled from there.
+                        let terms = (inputs + hidden + 1) as f32;
+                        let tolerance = 2e-6 * peak.max(1.0) * (terms / 32.0).sqrt().max(1.0);
+                        assert!(worst <= tolerance, "{shape}: off by {worst:e} (peak {peak})");
                     }
                 }
             }

@@ -22,8 +22,9 @@ use crate::nn::activations::{
 /// AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(super) fn run<const FAST: bool>(lstm: &mut Lstm, input: &[f32], output: &mut [f32], n: usize) {
-    // One layer of up to 32 units (every amp and pedal model we know of) runs on a kernel compiled for its number
-    // of lanes; the rest frame by frame and layer by layer, on one compiled for any size.
+    // One layer of up to 64 units (every amp and pedal model we know of: amps up to 32, the flanger 48) runs on a
+    // kernel compiled for its number of lanes; the rest frame by frame and layer by layer, on one compiled for any
+    // size.
     let consts = Consts::new();
     let k = consts.opaque();
     if let [layer] = &mut lstm.layers[..] {
@@ -33,6 +34,10 @@ pub(super) fn run<const FAST: bool>(lstm: &mut Lstm, input: &[f32], output: &mut
             2 => return single_layer::<2, FAST>(layer, head, input, output, n, k),
             3 => return single_layer::<3, FAST>(layer, head, input, output, n, k),
             4 => return single_layer::<4, FAST>(layer, head, input, output, n, k),
+            5 => return single_layer::<5, FAST>(layer, head, input, output, n, k),
+            6 => return single_layer::<6, FAST>(layer, head, input, output, n, k),
+            7 => return single_layer::<7, FAST>(layer, head, input, output, n, k),
+            8 => return single_layer::<8, FAST>(layer, head, input, output, n, k),
             _ => {}
         }
     }
