@@ -6,7 +6,7 @@
 //! block does not fit, the last `keep` frames are copied back to its start. That happens at most once per `keep`
 //! frames written, so the copying costs at most one float per float written, whatever the dilation.
 
-use super::conv1x1::weighted_sum;
+use super::conv1x1::weighted_sums;
 use super::simd::Isa;
 use super::{BuildContext, BuildError, Weights};
 
@@ -183,10 +183,11 @@ impl Conv1d {
             }
         }
         let data = &self.history.data;
-        for (o, row) in output[..self.out_channels * n].chunks_exact_mut(n).enumerate() {
-            let offsets = &self.offsets[(o / out_g) * terms..][..terms];
-            let bias = self.bias.as_ref().map_or(0.0, |b| b[o]);
-            weighted_sum(self.isa, row, &self.weight[o * terms..][..terms], bias, data, |i| offsets[i]);
+        for (g, rows) in output[..self.out_channels * n].chunks_exact_mut(out_g * n).enumerate() {
+            let offsets = &self.offsets[g * terms..][..terms];
+            let bias = self.bias.as_ref().map(|b| &b[g * out_g..][..out_g]);
+            let weights = &self.weight[g * out_g * terms..][..out_g * terms];
+            weighted_sums(self.isa, rows, n, weights, bias, data, |i| offsets[i]);
         }
     }
 

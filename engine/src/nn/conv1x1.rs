@@ -48,6 +48,119 @@ fn weighted_sum_avx2_fma(out: &mut [f32], weights: &[f32], bias: f32, data: &[f3
     weighted_sum_with::<Fused, 8>(tail, weights, bias, data, &offset, wide);
 }
 
+/// Output rows computed together by [`weighted_sums`] on the AVX2/FMA path, and the frames per chunk: two rows of
+/// four registers are eight independent sums, and each loaded input vector serves two of them. (Three rows, twelve
+/// sums, spill: the sixteen AVX registers must also hold the input vector and a weight per row.)
+#[cfg(target_arch = "x86_64")]
+const ROWS: usize = 2;
+#[cfg(target_arch = "x86_64")]
+const ROW_CHUNK: usize = 32;
+
+/// [`weighted_sum`] for several output rows over the same terms: row `r` of `out` (`n` frames each) is
+/// `Σ_i weights[r·terms + i] · data[offset(i) + t] + bias[r]` (bias 0 where there is none).
+///
+/// Every frame of every row sees the same additions in the same order as [`weighted_sum`] gives it, so the result
+/// is bit for bit the same; rows are only blocked so that each input vector loaded serves several of them.
+#[inline(always)]
+pub(crate) fn weighted_sums(
+    isa: Isa,
+    out: &mut [f32],
+    n: usize,
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    data: &[f32],
+    offset: impl Fn(usize) -> usize,
+) {
+    if n == 0 || out.is_empty() {
+        return;
+    }
+    let rows = out.len() / n;
+    let terms = weights.len() / rows;
+    let bias_of = |r: usize| bias.map_or(0.0, |b| b[r]);
+    match isa {
+        Isa::Baseline => {
+            for (r, row) in out.chunks_exact_mut(n).enumerate() {
+                weighted_sum(isa, row, &weights[r * terms..][..terms], bias_of(r), data, &offset);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Isa::Avx2Fma` is only ever the result of `Isa::detect` on a CPU with AVX2 and FMA.
+        Isa::Avx2Fma => unsafe { weighted_sums_avx2_fma(out, n, weights, terms, &bias_of, data, &offset) },
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn weighted_sums_avx2_fma(
+    out: &mut [f32],
+    n: usize,
+    weights: &[f32],
+    terms: usize,
+    bias_of: &impl Fn(usize) -> f32,
+    data: &[f32],
+    offset: &impl Fn(usize) -> usize,
+) {
+    // Whole chunks of ROWS rows × ROW_CHUNK frames; the rest (the last rows, the last frames) row by row.
+    let rows = out.len() / n;
+    let blocked_rows = rows / ROWS * ROWS;
+    let blocked_frames = n / ROW_CHUNK * ROW_CHUNK;
+    for r in (0..blocked_rows).step_by(ROWS) {
+        let bias = std::array::from_fn(|k| bias_of(r + k));
+        rows_with::<Fused, ROWS, ROW_CHUNK>(
+            &mut out[r * n..][..ROWS * n],
+            n,
+            &weights[r * terms..],
+            terms,
+            bias,
+            data,
+            offset,
+            blocked_frames,
+        );
+    }
+    for (r, row) in out.chunks_exact_mut(n).enumerate() {
+        let (done, rest) = if r < blocked_rows { row.split_at_mut(blocked_frames) } else { row.split_at_mut(0) };
+        let row_weights = &weights[r * terms..][..terms];
+        let wide = rest.len() / WIDE_CHUNK * WIDE_CHUNK;
+        let (head, tail) = rest.split_at_mut(wide);
+        weighted_sum_with::<Fused, WIDE_CHUNK>(head, row_weights, bias_of(r), data, offset, done.len());
+        weighted_sum_with::<Fused, 8>(tail, row_weights, bias_of(r), data, offset, done.len() + wide);
+    }
+}
+
+/// `R` rows × chunks of `C` frames, for the first `frames` frames of each row of `out` (`n` frames a row).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rows_with<M: MulAdd, const R: usize, const C: usize>(
+    out: &mut [f32],
+    n: usize,
+    weights: &[f32],
+    terms: usize,
+    bias: [f32; R],
+    data: &[f32],
+    offset: &impl Fn(usize) -> usize,
+    frames: usize,
+) {
+    let rows: [&[f32]; R] = std::array::from_fn(|r| &weights[r * terms..][..terms]);
+    for t0 in (0..frames).step_by(C) {
+        let mut acc = [[0.0f32; C]; R];
+        for i in 0..terms {
+            let x: &[f32; C] = data[offset(i) + t0..][..C].try_into().expect("C frames");
+            let w: [f32; R] = std::array::from_fn(|r| rows[r][i]);
+            for (acc, w) in acc.iter_mut().zip(w) {
+                for (a, x) in acc.iter_mut().zip(x) {
+                    *a = M::mul_add(*a, w, *x);
+                }
+            }
+        }
+        for (r, (acc, bias)) in acc.iter().zip(bias).enumerate() {
+            for (y, a) in out[r * n + t0..][..C].iter_mut().zip(acc) {
+                *y = a + bias;
+            }
+        }
+    }
+}
+
 /// [`weighted_sum`] with chunks of `C` frames, the first output frame being frame `t0` of the data.
 #[inline(always)]
 fn weighted_sum_with<M: MulAdd, const C: usize>(
@@ -130,11 +243,11 @@ impl Conv1x1 {
     pub fn process(&self, input: &[f32], output: &mut [f32], n: usize) {
         let in_g = self.in_channels / self.groups;
         let out_g = self.out_channels / self.groups;
-        for (o, row) in output[..self.out_channels * n].chunks_exact_mut(n).enumerate() {
-            let first = (o / out_g) * in_g * n;
-            let weights = &self.weight[o * in_g..(o + 1) * in_g];
-            let bias = self.bias.as_ref().map_or(0.0, |b| b[o]);
-            weighted_sum(self.isa, row, weights, bias, input, |j| first + j * n);
+        for (g, rows) in output[..self.out_channels * n].chunks_exact_mut(out_g * n).enumerate() {
+            let first = g * in_g * n;
+            let weights = &self.weight[g * out_g * in_g..][..out_g * in_g];
+            let bias = self.bias.as_ref().map(|b| &b[g * out_g..][..out_g]);
+            weighted_sums(self.isa, rows, n, weights, bias, input, |j| first + j * n);
         }
     }
 }
@@ -231,6 +344,33 @@ mod tests {
             let mut late = vec![0.0; 70];
             weighted_sum(isa, &mut late, &weights, 0.5, &data, |i| offset(i) + 7);
             assert_eq!(late[..], out[7..]);
+        }
+    }
+
+    #[test]
+    fn several_rows_at_once_are_each_row_bit_for_bit() {
+        // Row counts around the blocking (2 rows), frame counts around its chunks (32 frames) and the wide ones (64).
+        let terms = 19;
+        let data: Vec<f32> = (0..terms * 150).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        let offset = |i: usize| i * 150 + 5;
+        let mut isas = vec![Isa::Baseline];
+        if Isa::detect() != Isa::Baseline {
+            isas.push(Isa::detect());
+        }
+        for isa in isas {
+            for rows in [1, 2, 3, 4, 7] {
+                let weights: Vec<f32> = (0..rows * terms).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.07).collect();
+                let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.25 - 0.5).collect();
+                for n in [1, 8, 13, 32, 64, 77, 100, 128] {
+                    let mut together = vec![0.0; rows * n];
+                    weighted_sums(isa, &mut together, n, &weights, Some(&bias), &data, offset);
+                    for r in 0..rows {
+                        let mut alone = vec![0.0; n];
+                        weighted_sum(isa, &mut alone, &weights[r * terms..][..terms], bias[r], &data, offset);
+                        assert_eq!(together[r * n..][..n], alone[..], "{isa:?}, {rows} rows, {n} frames, row {r}");
+                    }
+                }
+            }
         }
     }
 
