@@ -1,25 +1,88 @@
-//! What the JSON model formats share: reading a file no larger than a limit, and the checks that every number is
-//! finite and vectors and matrices have the shape the file declares. Each failure names the field
-//! (`decoder[3].weight[7]`) and what is wrong; the formats turn it into their own error type.
+//! What the JSON model formats (`neuralboard-reverb`, `neuralboard-s4d`) share: their error type, reading a file no
+//! larger than a limit, the header check, and the checks that every number is finite and vectors and matrices have
+//! the shape the file declares. Each failure names the field (`decoder[3].weight[7]`) and what is wrong.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Why a model file's text could not be read.
-#[derive(Debug)]
-pub(crate) enum ReadError {
-    Io(std::io::Error),
-    /// The file's size in bytes, over the limit: refused before reading, so a hostile file cannot make the player
-    /// read gigabytes.
-    TooLarge(u64),
+use serde::de::DeserializeOwned;
+
+/// A JSON model format, as its errors name it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonFormat {
+    /// The file's `format` field (`neuralboard-s4d`).
+    pub name: &'static str,
+    /// What its files are called in a sentence ("S4D model").
+    pub kind: &'static str,
+    /// Files larger than this are refused before reading, so a hostile file cannot make the player read gigabytes.
+    pub max_bytes: u64,
 }
 
-/// The text of the file at `path`, if it is at most `max_bytes` long.
-pub(crate) fn read_text(path: &Path, max_bytes: u64) -> Result<String, ReadError> {
-    let size = std::fs::metadata(path).map_err(ReadError::Io)?.len();
-    if size > max_bytes {
-        return Err(ReadError::TooLarge(size));
+/// Why a JSON model file cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelFileError {
+    #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<ModelFileError>,
+    },
+    #[error("cannot read the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the file is {size} bytes; {kind} files over {limit} bytes are refused")]
+    FileTooLarge { size: u64, limit: u64, kind: &'static str },
+    #[error("not a valid {format} file: {message}")]
+    Json { format: &'static str, message: String },
+    #[error("format \"{found}\" is not {expected}")]
+    WrongFormat { found: String, expected: &'static str },
+    #[error("version {0} is not supported (this player reads version 1)")]
+    UnsupportedVersion(u32),
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+/// A field that is not what it must be, as a [`ModelFileError`].
+pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> ModelFileError {
+    ModelFileError::Invalid { path: path.into(), message: message.into() }
+}
+
+impl From<Invalid> for ModelFileError {
+    fn from(invalid: Invalid) -> Self {
+        ModelFileError::Invalid { path: invalid.path, message: invalid.message }
     }
-    std::fs::read_to_string(path).map_err(ReadError::Io)
+}
+
+impl JsonFormat {
+    /// The `format` and `version` fields of a file of this format (version 1).
+    pub(crate) fn check_header(&self, format: &str, version: u32) -> Result<(), ModelFileError> {
+        if format != self.name {
+            return Err(ModelFileError::WrongFormat { found: format.to_owned(), expected: self.name });
+        }
+        if version != 1 {
+            return Err(ModelFileError::UnsupportedVersion(version));
+        }
+        Ok(())
+    }
+
+    /// `text` parsed as this format's JSON (not yet validated).
+    pub(crate) fn parse<T: DeserializeOwned>(&self, text: &str) -> Result<T, ModelFileError> {
+        serde_json::from_str(text).map_err(|e| ModelFileError::Json { format: self.name, message: e.to_string() })
+    }
+
+    /// Reads the file at `path` (no larger than [`JsonFormat::max_bytes`], checked before reading) and parses and
+    /// validates it with `parse`; every error names the file.
+    pub(crate) fn load<T>(
+        &self,
+        path: &Path,
+        parse: impl FnOnce(&str) -> Result<T, ModelFileError>,
+    ) -> Result<T, ModelFileError> {
+        let in_file = |e: ModelFileError| ModelFileError::InFile { path: path.to_owned(), source: Box::new(e) };
+        let size = std::fs::metadata(path).map_err(|e| in_file(e.into()))?.len();
+        if size > self.max_bytes {
+            return Err(in_file(ModelFileError::FileTooLarge { size, limit: self.max_bytes, kind: self.kind }));
+        }
+        let text = std::fs::read_to_string(path).map_err(|e| in_file(e.into()))?;
+        parse(&text).map_err(in_file)
+    }
 }
 
 /// A field that is not what it must be.

@@ -30,16 +30,17 @@
 //! is checked here — shapes flow from layer to layer, numbers are finite, sizes are within limits — so that building
 //! and running a decoder from a [`ReverbFile`] never meets a surprise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
-use super::checks::{Invalid, ReadError, check_finite, check_matrix, check_vec, read_text};
+use super::checks::{JsonFormat, ModelFileError, check_finite, check_matrix, check_vec, invalid};
 
 /// The `format` value of these files.
 pub const FORMAT: &str = "neuralboard-reverb";
 /// Files larger than this are refused before reading (the shipped decoder is a few MB of JSON).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
+const JSON: JsonFormat = JsonFormat { name: FORMAT, kind: "reverb model", max_bytes: MAX_FILE_BYTES };
 /// Limits a hostile file cannot get past: far above anything trained, low enough to bound what the engine
 /// allocates.
 pub const MAX_LATENT_DIMS: usize = 8;
@@ -51,32 +52,6 @@ pub const MAX_LAYERS: usize = 64;
 pub const MAX_LAYER_VALUES: usize = 1 << 22;
 pub const MAX_KERNEL: usize = 64;
 pub const MAX_STRIDE: usize = 64;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReverbError {
-    #[error("{path}: {source}")]
-    InFile {
-        path: PathBuf,
-        #[source]
-        source: Box<ReverbError>,
-    },
-    #[error("cannot read the file: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the file is {size} bytes; reverb model files over {MAX_FILE_BYTES} bytes are refused")]
-    FileTooLarge { size: u64 },
-    #[error("not a valid neuralboard-reverb file: {0}")]
-    Json(String),
-    #[error("format \"{0}\" is not {FORMAT}")]
-    WrongFormat(String),
-    #[error("version {0} is not supported (this player reads version 1)")]
-    UnsupportedVersion(u32),
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-}
-
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> ReverbError {
-    ReverbError::Invalid { path: path.into(), message: message.into() }
-}
 
 /// The time-frequency grid the decoder fills.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -217,13 +192,8 @@ impl ReverbFile {
             .collect()
     }
 
-    fn validate(&self) -> Result<(), ReverbError> {
-        if self.format != FORMAT {
-            return Err(ReverbError::WrongFormat(self.format.clone()));
-        }
-        if self.version != 1 {
-            return Err(ReverbError::UnsupportedVersion(self.version));
-        }
+    fn validate(&self) -> Result<(), ModelFileError> {
+        JSON.check_header(&self.format, self.version)?;
         if !(self.sample_rate.is_finite() && (8_000.0..=768_000.0).contains(&self.sample_rate)) {
             return Err(invalid("sample_rate", format!("{} Hz is not a usable rate", self.sample_rate)));
         }
@@ -351,7 +321,7 @@ fn output_shape(layer: &Layer, input: Shape) -> Result<Shape, String> {
     })
 }
 
-fn check_layer(at: &str, layer: &Layer, input: Shape) -> Result<(), ReverbError> {
+fn check_layer(at: &str, layer: &Layer, input: Shape) -> Result<(), ModelFileError> {
     let channels_in = match input {
         Shape::Flat(n) => n,
         Shape::Frames(c, _) => c,
@@ -399,33 +369,16 @@ fn check_layer(at: &str, layer: &Layer, input: Shape) -> Result<(), ReverbError>
     Ok(())
 }
 
-impl From<ReadError> for ReverbError {
-    fn from(error: ReadError) -> Self {
-        match error {
-            ReadError::Io(e) => ReverbError::Io(e),
-            ReadError::TooLarge(size) => ReverbError::FileTooLarge { size },
-        }
-    }
-}
-
-impl From<Invalid> for ReverbError {
-    fn from(invalid: Invalid) -> Self {
-        ReverbError::Invalid { path: invalid.path, message: invalid.message }
-    }
-}
-
 /// Parses and validates the text of a file.
-pub fn parse(text: &str) -> Result<ReverbFile, ReverbError> {
-    let file: ReverbFile = serde_json::from_str(text).map_err(|e| ReverbError::Json(e.to_string()))?;
+pub fn parse(text: &str) -> Result<ReverbFile, ModelFileError> {
+    let file: ReverbFile = JSON.parse(text)?;
     file.validate()?;
     Ok(file)
 }
 
 /// Reads, parses and validates a file; errors name it.
-pub fn load(path: &Path) -> Result<ReverbFile, ReverbError> {
-    let in_file = |e: ReverbError| ReverbError::InFile { path: path.to_owned(), source: Box::new(e) };
-    let text = read_text(path, MAX_FILE_BYTES).map_err(|e| in_file(e.into()))?;
-    parse(&text).map_err(in_file)
+pub fn load(path: &Path) -> Result<ReverbFile, ModelFileError> {
+    JSON.load(path, parse)
 }
 
 #[cfg(test)]

@@ -26,49 +26,23 @@
 //! Everything is checked here (shapes, finite numbers, a stable state matrix, positive step sizes and variances,
 //! sizes within limits), so the network built from a [`S4dFile`] never meets a surprise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
-use super::checks::{Invalid, ReadError, check_finite, check_matrix, check_vec, read_text};
+use super::checks::{JsonFormat, ModelFileError, check_finite, check_matrix, check_vec, invalid};
 
 /// The `format` value of these files.
 pub const FORMAT: &str = "neuralboard-s4d";
 /// Files larger than this are refused before reading (a shipped model is a few hundred kB).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
+const JSON: JsonFormat = JsonFormat { name: FORMAT, kind: "S4D model", max_bytes: MAX_FILE_BYTES };
 /// Limits on the sizes a file may declare: far above anything trained, low enough that a hostile file cannot make
 /// the engine allocate without bound.
 pub const MAX_CHANNELS: usize = 256;
 pub const MAX_MODES: usize = 64;
 pub const MAX_DEPTH: usize = 32;
 pub const MAX_WIDTH: usize = 1024;
-
-/// Why an S4D model file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum S4dError {
-    #[error("{path}: {source}")]
-    InFile {
-        path: PathBuf,
-        #[source]
-        source: Box<S4dError>,
-    },
-    #[error("cannot read the file: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the file is {size} bytes; S4D model files over {MAX_FILE_BYTES} bytes are refused")]
-    FileTooLarge { size: u64 },
-    #[error("not a valid neuralboard-s4d file: {0}")]
-    Json(String),
-    #[error("format \"{0}\" is not {FORMAT}")]
-    WrongFormat(String),
-    #[error("version {0} is not supported (this player reads version 1)")]
-    UnsupportedVersion(u32),
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
-}
-
-fn invalid(path: impl Into<String>, message: impl Into<String>) -> S4dError {
-    S4dError::Invalid { path: path.into(), message: message.into() }
-}
 
 /// One control the network is conditioned on; the MLP sees `(value − min) / (max − min)`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -208,13 +182,8 @@ impl S4dFile {
         w.mlp.iter().map(dense).sum::<usize>() + expand + blocks + w.contract.weight.len() + 1
     }
 
-    fn validate(&self) -> Result<(), S4dError> {
-        if self.format != FORMAT {
-            return Err(S4dError::WrongFormat(self.format.clone()));
-        }
-        if self.version != 1 {
-            return Err(S4dError::UnsupportedVersion(self.version));
-        }
+    fn validate(&self) -> Result<(), ModelFileError> {
+        JSON.check_header(&self.format, self.version)?;
         if !(self.sample_rate.is_finite() && (8_000.0..=768_000.0).contains(&self.sample_rate)) {
             return Err(invalid("sample_rate", format!("{} Hz is not a usable rate", self.sample_rate)));
         }
@@ -307,22 +276,7 @@ impl S4dFile {
     }
 }
 
-impl From<ReadError> for S4dError {
-    fn from(error: ReadError) -> Self {
-        match error {
-            ReadError::Io(e) => S4dError::Io(e),
-            ReadError::TooLarge(size) => S4dError::FileTooLarge { size },
-        }
-    }
-}
-
-impl From<Invalid> for S4dError {
-    fn from(invalid: Invalid) -> Self {
-        S4dError::Invalid { path: invalid.path, message: invalid.message }
-    }
-}
-
-fn check_dense(path: &str, layer: &Dense, inputs: usize, outputs: usize) -> Result<(), S4dError> {
+fn check_dense(path: &str, layer: &Dense, inputs: usize, outputs: usize) -> Result<(), ModelFileError> {
     if inputs > MAX_WIDTH || outputs == 0 || outputs > MAX_WIDTH {
         return Err(invalid(path, format!("{inputs} → {outputs} is outside the supported widths (1..={MAX_WIDTH})")));
     }
@@ -331,17 +285,15 @@ fn check_dense(path: &str, layer: &Dense, inputs: usize, outputs: usize) -> Resu
 }
 
 /// Parses and validates the text of a file.
-pub fn parse(text: &str) -> Result<S4dFile, S4dError> {
-    let file: S4dFile = serde_json::from_str(text).map_err(|e| S4dError::Json(e.to_string()))?;
+pub fn parse(text: &str) -> Result<S4dFile, ModelFileError> {
+    let file: S4dFile = JSON.parse(text)?;
     file.validate()?;
     Ok(file)
 }
 
 /// Reads, parses and validates a file; errors name it.
-pub fn load(path: &Path) -> Result<S4dFile, S4dError> {
-    let in_file = |e: S4dError| S4dError::InFile { path: path.to_owned(), source: Box::new(e) };
-    let text = read_text(path, MAX_FILE_BYTES).map_err(|e| in_file(e.into()))?;
-    parse(&text).map_err(in_file)
+pub fn load(path: &Path) -> Result<S4dFile, ModelFileError> {
+    JSON.load(path, parse)
 }
 
 #[cfg(test)]
