@@ -65,15 +65,18 @@ def git_commit(paths: list[str]) -> str:
 
 
 def trainer_arguments(doc: str, recipes: dict, out_dir: Path, threads: int, out_help: str,
-                      workdir_help: str = "where the data goes (default: a temp dir)") -> argparse.ArgumentParser:
-    """The arguments every trainer takes: RECIPE, --threads, --workdir, --max-minutes, --out-dir,
-    --override, --device."""
+                      workdir_help: str = "where the data goes (default: a temp dir)",
+                      gpu: bool = False) -> argparse.ArgumentParser:
+    """The arguments every trainer takes: RECIPE, --threads, --workdir, --max-minutes, --out-dir; with `gpu` (the
+    trainers that honour them) --override and --device too."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recipe", choices=sorted(recipes))
     ap.add_argument("--threads", type=int, default=threads, help=f"torch CPU threads (default {threads})")
     ap.add_argument("--workdir", type=Path, help=workdir_help)
     ap.add_argument("--max-minutes", type=float, help="override the recipe's time limit")
     ap.add_argument("--out-dir", type=Path, default=out_dir, help=out_help)
+    if not gpu:
+        return ap
     ap.add_argument("--override", type=json.loads, default={},
                     help='JSON merged into the recipe, for experiments (recorded in the manifest): '
                          '\'{"hidden_size": 48}\'')

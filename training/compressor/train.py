@@ -2,6 +2,7 @@
 """Train Neuralboard's neural opto compressor: an S4D state-space model conditioned on the knobs (FiLM).
 
     python training/compressor/train.py RECIPE [--threads N] [--workdir DIR] [--max-minutes M] [--out-dir DIR]
+                                               [--device cuda] [--override JSON]
     python training/compressor/train.py RECIPE --remeasure      # the shipped file: check and ESRs again
 
 After Yin, Cheng, Steinmetz, Yuan, Stern & Dannenberg, "Modelling analog dynamic range compressors using deep
@@ -483,7 +484,8 @@ def make_loss(torch, learning: dict, train_mean_square: float):
 
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
-    ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=1, out_help="where the model, check and manifest go")
+    ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=1, out_help="where the model, check and manifest go",
+                           gpu=True)
     ap.add_argument("--loss", help="override the recipe's loss (esr, split_esr, esr+pre_esr, mae+mrstft)")
     ap.add_argument("--lr", type=float, help="override the recipe's learning rate (not the S4D's)")
     ap.add_argument("--remeasure", action="store_true",

@@ -2,6 +2,7 @@
 """Train one of Neuralboard's neural modulation models (phaser, flanger): an LSTM fed the dry audio and the LFO.
 
     python training/modulation/train.py RECIPE [--threads N] [--workdir DIR] [--max-minutes M] [--out-dir DIR]
+                                               [--device cuda] [--override JSON]
 
 The "grey-box" idea of Wright & Välimäki: the network is given the LFO value of every sample next to the audio,
 so it never has to learn the oscillator, and the player's rate knob keeps working after training. The LFO is the
@@ -103,7 +104,8 @@ def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarr
 def main() -> None:
     recipes = json.loads(RECIPES.read_text())["recipes"]
     ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=2, out_help="where the .nam and manifest go",
-                           workdir_help="where the data and checkpoints go (default: a temp dir)")
+                           workdir_help="where the data and checkpoints go (default: a temp dir)",
+                           gpu=True)
     args = ap.parse_args()
     recipe = merged(recipes[args.recipe], args.override)
     learning = recipe["learning"]
