@@ -14,6 +14,13 @@ const CHUNK: usize = 16;
 /// The same on the AVX2/FMA path: eight AVX registers, enough independent sums to hide the FMA latency.
 #[cfg(target_arch = "x86_64")]
 const WIDE_CHUNK: usize = 64;
+/// Output rows computed together by [`weighted_sums`] on the AVX2/FMA path, and the frames per chunk: two rows of
+/// four registers are eight independent sums, and each loaded input vector serves two of them. (Three rows, twelve
+/// sums, spill: the sixteen AVX registers must also hold the input vector and a weight per row.)
+#[cfg(target_arch = "x86_64")]
+const ROWS: usize = 2;
+#[cfg(target_arch = "x86_64")]
+const ROW_CHUNK: usize = 32;
 
 /// `out[t] = Σ_i weights[i] · data[offset(i) + t] + bias` for `t < out.len()`, on the best kernel for `isa`.
 ///
@@ -34,27 +41,27 @@ pub(crate) fn weighted_sum(
         Isa::Baseline => weighted_sum_with::<Separate, CHUNK>(out, weights, bias, data, offset, 0),
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only ever the result of `Isa::detect` on a CPU with AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { weighted_sum_avx2_fma(out, weights, bias, data, offset) },
+        Isa::Avx2Fma => unsafe { weighted_sum_avx2_fma(out, weights, bias, data, offset, 0) },
     }
 }
 
+/// [`weighted_sum`] on AVX2/FMA, the first output frame being frame `t0` of the data.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn weighted_sum_avx2_fma(out: &mut [f32], weights: &[f32], bias: f32, data: &[f32], offset: impl Fn(usize) -> usize) {
+fn weighted_sum_avx2_fma(
+    out: &mut [f32],
+    weights: &[f32],
+    bias: f32,
+    data: &[f32],
+    offset: impl Fn(usize) -> usize,
+    t0: usize,
+) {
     // Wide chunks, then 8-frame chunks (one register), then single frames: the same sums for every frame.
     let wide = out.len() / WIDE_CHUNK * WIDE_CHUNK;
     let (head, tail) = out.split_at_mut(wide);
-    weighted_sum_with::<Fused, WIDE_CHUNK>(head, weights, bias, data, &offset, 0);
-    weighted_sum_with::<Fused, 8>(tail, weights, bias, data, &offset, wide);
+    weighted_sum_with::<Fused, WIDE_CHUNK>(head, weights, bias, data, &offset, t0);
+    weighted_sum_with::<Fused, 8>(tail, weights, bias, data, &offset, t0 + wide);
 }
-
-/// Output rows computed together by [`weighted_sums`] on the AVX2/FMA path, and the frames per chunk: two rows of
-/// four registers are eight independent sums, and each loaded input vector serves two of them. (Three rows, twelve
-/// sums, spill: the sixteen AVX registers must also hold the input vector and a weight per row.)
-#[cfg(target_arch = "x86_64")]
-const ROWS: usize = 2;
-#[cfg(target_arch = "x86_64")]
-const ROW_CHUNK: usize = 32;
 
 /// [`weighted_sum`] for several output rows over the same terms: row `r` of `out` (`n` frames each) is
 /// `Σ_i weights[r·terms + i] · data[offset(i) + t] + bias[r]` (bias 0 where there is none).
@@ -118,12 +125,8 @@ fn weighted_sums_avx2_fma(
         );
     }
     for (r, row) in out.chunks_exact_mut(n).enumerate() {
-        let (done, rest) = if r < blocked_rows { row.split_at_mut(blocked_frames) } else { row.split_at_mut(0) };
-        let row_weights = &weights[r * terms..][..terms];
-        let wide = rest.len() / WIDE_CHUNK * WIDE_CHUNK;
-        let (head, tail) = rest.split_at_mut(wide);
-        weighted_sum_with::<Fused, WIDE_CHUNK>(head, row_weights, bias_of(r), data, offset, done.len());
-        weighted_sum_with::<Fused, 8>(tail, row_weights, bias_of(r), data, offset, done.len() + wide);
+        let done = if r < blocked_rows { blocked_frames } else { 0 };
+        weighted_sum_avx2_fma(&mut row[done..], &weights[r * terms..][..terms], bias_of(r), data, offset, done);
     }
 }
 

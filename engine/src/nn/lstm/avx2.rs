@@ -69,13 +69,13 @@ fn single_layer<const LANES: usize, const FAST: bool>(
         let (h, h_out) = if current == 0 { (&*a, b) } else { (&*b, a) };
         let xh = (&layer.x[..], &floats(h)[..hidden]);
         // Two lanes at a time: their eight sums, the broadcast and a load fill the sixteen registers. Every other
-        // frame takes the pairs in reverse order: where the weights outgrow the L1 cache (48 units and more), a
+        // frame (the hidden state's buffer tells which, across blocks too) takes the pairs in reverse order: where the weights outgrow the L1 cache (48 units and more), a
         // frame then starts on the weights the last one read most recently, still cached, instead of the ones
         // evicted longest ago. Each lane's sums are the same whichever order the lanes come in.
         let mut v = [[_mm256_setzero_ps(); 4]; LANES];
         let pairs = LANES / 2;
         for p in 0..pairs {
-            let l = 2 * if t % 2 == 0 { p } else { pairs - 1 - p };
+            let l = 2 * if current == 0 { p } else { pairs - 1 - p };
             [v[l], v[l + 1]] = gate_sums::<2>(l, LANES, bias, columns, xh);
         }
         if LANES % 2 == 1 {
