@@ -51,8 +51,8 @@ def esr(y: np.ndarray, y_hat: np.ndarray) -> float:
 
 
 def git_commit(paths: list[str]) -> str:
-    """HEAD, with "-dirty" when `paths` have uncommitted changes; $NEURALBOARD_COMMIT where the tree has no git
-    history (a copy of the tree sent to a GPU machine)."""
+    """HEAD, with "-dirty" when `paths` have uncommitted changes; $NEURALBOARD_COMMIT instead when it is set (for a
+    copy of the tree without git history, sent to a GPU machine: give it the commit and "-dirty" yourself)."""
     if os.environ.get("NEURALBOARD_COMMIT"):
         return os.environ["NEURALBOARD_COMMIT"]
     try:

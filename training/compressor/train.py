@@ -39,7 +39,8 @@ Data: each chunk is `neuralboard corpus --seed SEED --seconds S` times a piecewi
 second, drawn from the chunk's seed; some seconds silent: note-offs and gaps, after which the release shows),
 through `neuralboard teacher opto` at one (peak_reduction, limit) with make-up gain 0 (the pedal applies the
 make-up gain; the network does not learn it). The gains are listed in each chunk, so Rust regenerates the input
-exactly (see INPUT_DEFINITION).
+exactly (see INPUT_DEFINITION). A split with `tone_hz` holds a sine instead of the corpus (its own `input_level`:
+levels held for seconds, the static curve and the release); every split named train* trains.
 
 Training: Adam (no weight decay; the S4D's dt and A at their own learning rate), windows of `warmup` +
 `loss_samples` samples from a zero state, the loss computed after the warm-up; a share of the windows start at a
@@ -49,7 +50,7 @@ set's mean square, i.e. the training split's ESR, the figure the manifest report
 network starts at y = tanh(x), or at unity gain (every block's branch zero); with `norm: running` BatchNorm normalises by its
 running statistics in training too (set from the data before the first step). The learning rate decays
 exponentially to `lr_final_fraction` over the time limit. Validation every `validate_every_s` seconds on whole
-chunks; the best is kept; training stops at the time limit or once the validation ESR is under
+chunks, the criterion the mean of the validation* splits' ESRs; the best is kept; training stops at the time limit or once the validation ESR is under
 `stop_at_fraction_of_target` of the test target.
 
 Export: `NAME.s4d.json` (format "neuralboard-s4d" version 1, the weights the Rust engine loads), `NAME.check.json`
@@ -76,7 +77,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import device_name, esr, log, merged, run, start_run, trainer_arguments  # noqa: E402
+from common import device_name, esr, log, merged, run, run_once, start_run, trainer_arguments  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recurrent import CHECK_TOLERANCE, max_check_error  # noqa: E402
@@ -138,8 +139,7 @@ def controls_of(recipe: dict, spec) -> list[tuple[float, int]]:
 
 def corpus_file(nb: Path, tmp: Path, rate: int, seed: int, seconds: float) -> Path:
     path = tmp / f"corpus-{seed}-{seconds}.wav"
-    if not path.exists():
-        run([nb, "corpus", "--seed", seed, "--seconds", seconds, "--rate", rate, path])
+    run_once([nb, "corpus", "--seed", seed, "--seconds", seconds, "--rate", rate, path], path)
     return path
 
 
@@ -254,7 +254,8 @@ def build_model(torch, cfg: dict):
             p = torch.exp(dta[:, :, None] * j)  # a^j: (H, N, T)
             k = 2 * torch.einsum("hn,hnt->ht", c * bbar, p).real  # the kernel's first T taps
             lag = j[None, :] - j[:, None]  # [i, j] -> j - i
-            toeplitz = torch.where(lag >= 0, k[:, lag.clamp(min=0).long()], torch.zeros((), dtype=u.dtype, device=u.device))
+            zero = torch.zeros((), dtype=u.dtype, device=u.device)
+            toeplitz = torch.where(lag >= 0, k[:, lag.clamp(min=0).long()], zero)
             U = u.reshape(B_, H_, M, T)
             y = torch.matmul(U, toeplitz)  # within each chunk
             wz = p.flip(-1) * bbar[:, :, None]  # a^(T-1-i) b: a chunk's own contribution to its end state
@@ -454,7 +455,8 @@ def make_loss(torch, learning: dict, train_mean_square: float):
         return s[:, 1:] - coef * s[:, :-1]
 
     def stft_mag(s, n_fft, hop, win):
-        spec = torch.stft(s, n_fft, hop, win, window=torch.hann_window(win, dtype=s.dtype, device=s.device), return_complex=True)
+        window = torch.hann_window(win, dtype=s.dtype, device=s.device)
+        spec = torch.stft(s, n_fft, hop, win, window=window, return_complex=True)
         return torch.sqrt(torch.clamp(spec.real**2 + spec.imag**2, min=1e-8))
 
     def mrstft(a, b):
