@@ -190,6 +190,7 @@ def main() -> None:
     best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
     last_val = t0
     windows = 0
+    history = []
     while True:
         elapsed = time.time() - t0
         if elapsed > max_minutes * 60:
@@ -219,6 +220,7 @@ def main() -> None:
             val, _ = evaluate(net, "validation")
             if val < best[0]:
                 best = (val, copy.deepcopy(net.state_dict()), windows)
+            history.append({"minutes": round((time.time() - t0) / 60, 2), "windows": windows, "validation_esr": val})
             log(f"{(time.time() - t0) / 60:5.1f} min, {windows} windows, loss {loss.item():.5f}, "
                 f"validation ESR {val:.5f} (best {best[0]:.5f})")
             if val < stop_below:
@@ -300,6 +302,7 @@ def main() -> None:
             "windows": windows,
             "best_at_window": best[2],
             "best_validation_esr": best[0],
+            "validation_history": history,
             "train_chunks": chunks["train"],
             "validation_chunks": chunks["validation"],
         },
