@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import hashlib
 import json
 import math
 import os
@@ -524,6 +525,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, help="override the recipe's learning rate (not the S4D's)")
     ap.add_argument("--remeasure", action="store_true",
                     help="measure the shipped model file again (check, ESRs, manifest) instead of training")
+    ap.add_argument("--init", type=Path,
+                    help="start from these weights (an .s4d.json of the recipe's shape) instead of the initialisation: "
+                         "fine-tuning; the manifest records the file's SHA-256")
     ap.add_argument("--experiment", action="store_true",
                     help="train and report the validation ESR only: no export, nothing written")
     args = ap.parse_args()
@@ -595,7 +599,11 @@ def main() -> None:
     # 2. Model and training (or, with --remeasure, the shipped file).
     def fit() -> tuple[dict, dict] | None:
         """Trains; returns the exported weights and what the manifest records about the training."""
-        net = build_model(torch, cfg).to(device)
+        net = build_model(torch, cfg)
+        if args.init:
+            load_weights(torch, net, json.loads(args.init.read_text())["weights"])
+            log(f"starting from {args.init}")
+        net = net.to(device)
         n_params = sum(p.numel() for p in net.parameters())
         ssm_params = [p for n, p in net.named_parameters() if ".ssm." in n and not n.endswith(".c") and
                       not n.endswith(".d")]
@@ -636,15 +644,17 @@ def main() -> None:
             return torch.from_numpy(inp).to(device), c_t.to(device), torch.from_numpy(tgt).to(device)
 
         # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
-        # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch.
-        with torch.no_grad():
-            norms = [b.norm for b in net.blocks]
-            for nm in norms:
-                nm.momentum = 1.0
-            inp, c_t, _ = sample_batch(learning["batch"])
-            net(inp, c_t, "chunked", chunk_t)
-            for nm in norms:
-                nm.momentum = 0.1
+        # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch. A
+        # model fine-tuned (--init) keeps its own.
+        if not args.init:
+            with torch.no_grad():
+                norms = [b.norm for b in net.blocks]
+                for nm in norms:
+                    nm.momentum = 1.0
+                inp, c_t, _ = sample_batch(learning["batch"])
+                net(inp, c_t, "chunked", chunk_t)
+                for nm in norms:
+                    nm.momentum = 0.1
         log(f"validation ESR at the start: {validate(net):.5f}")
 
         # torch.compile fuses the element-wise work (about twice as fast on a CPU; the first step compiles, a few
@@ -714,6 +724,8 @@ def main() -> None:
             "best_validation_esr": best[0],
             "loss": loss_name,
             "overrides": args.override,
+            **({"init": {"file": str(args.init), "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}}
+               if args.init else {}),
             "validation_history": history,
             "train_chunks": [c for sp in train_splits for c in chunks[sp]],
             "validation_chunks": [c for sp in chunks if sp.startswith("validation") for c in chunks[sp]],
