@@ -49,9 +49,10 @@ flipped at random (the teacher is odd-symmetric). The loss (`split_esr`) is the 
 set's mean square, i.e. the training split's ESR, the figure the manifest reports; with `log_gain_weight`, plus
 that weight times the squared error of the gain in nepers over the samples above `log_gain_floor_db` (see
 log_gain_error: the ESR is dominated by loud passages, so alone it leaves the release, heard on the quiet notes
-after a loud one, and the curve at low levels nearly untrained). With `init: identity` the
-network starts at y = tanh(x), or at unity gain (every block's branch zero); with `norm: running` BatchNorm normalises by its
-running statistics in training too (set from the data before the first step). The learning rate decays
+after a loud one, and the curve at low levels nearly untrained). With `init: identity` the network starts at
+y = tanh(x), or at unity gain (every block's branch zero); with `norm: running` BatchNorm normalises by its running
+statistics in training too (set from the data before the first step). A recipe with a top-level `init` fine-tunes
+another recipe's model, given with --init (its SHA-256 is checked against the recipe's). The learning rate decays
 exponentially to `lr_final_fraction` over the time limit. Validation every `validate_every_s` seconds on whole
 chunks, the criterion the mean of the validation* splits' ESRs (plus the log-gain term as in the loss); the best
 is kept; training stops at the time limit or once the validation ESR is under
@@ -538,6 +539,17 @@ def main() -> None:
     if args.lr:
         learning["lr"] = args.lr
     cfg = recipe["model"]
+    if recipe.get("init") and not args.init and not args.remeasure:
+        parent = recipe["init"]
+        raise SystemExit(
+            f"recipe {args.recipe} fine-tunes the model of recipe {parent['recipe']}: give it with --init FILE (the "
+            f"one used: `git show {parent['shipped_at']}:assets/models/compressor/opto.s4d.json`, SHA-256 "
+            f"{parent['sha256']}; or train {parent['recipe']} first)")
+    if args.init and recipe.get("init"):
+        found = hashlib.sha256(args.init.read_bytes()).hexdigest()
+        if found != recipe["init"]["sha256"]:
+            log(f"note: {args.init} is not the parent this recipe was trained from (SHA-256 {found}, recipe "
+                f"{recipe['init']['sha256']}): the result will differ")
 
     import torch
 
