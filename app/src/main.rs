@@ -84,6 +84,10 @@ enum Command {
         /// Use the fast tanh approximation.
         #[arg(long)]
         fast_tanh: bool,
+        /// Run the kernels of at most this instruction set (baseline, avx2, avx512), to compare them on one CPU;
+        /// by default the best this CPU runs.
+        #[arg(long, value_name = "ISA")]
+        isa: Option<String>,
     },
     /// Generate guitar DI material: physically modelled strings played as melodies, chords, strums, palm mutes,
     /// bends and vibrato at every dynamic, with silences and test signals. The same seed always gives the same
@@ -223,7 +227,9 @@ fn main() -> ExitCode {
             };
             render_command(chain, block, input, output)
         }
-        Some(Command::Bench { nam, seconds, block, fast_tanh }) => bench_command(&nam, seconds, block, fast_tanh),
+        Some(Command::Bench { nam, seconds, block, fast_tanh, isa }) => {
+            bench_command(&nam, seconds, block, fast_tanh, isa.as_deref())
+        }
         Some(Command::Corpus { seed, seconds, rate, no_test_signals, output }) => {
             corpus_command(seed, seconds, rate, !no_test_signals, &output)
         }
@@ -376,13 +382,21 @@ fn model_chain(nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool) -> an
     Ok(LoadedPreset { preset, path: cwd.join("command line"), warnings: Vec::new() })
 }
 
-fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> anyhow::Result<()> {
+fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool, isa: Option<&str>) -> anyhow::Result<()> {
     use neuralboard_engine::corpus::{self, CorpusSpec};
     use neuralboard_engine::formats::nam;
+    use neuralboard_engine::nn::simd::Isa;
     use neuralboard_engine::nn::{self, BuildOptions, TanhMode};
     use neuralboard_engine::teacher::{Lfo, Waveform};
     anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0, "--seconds must be in 0..=3600");
     anyhow::ensure!((1..=nn::MAX_BLOCK).contains(&block), "--block must be in 1..={}", nn::MAX_BLOCK);
+    if let Some(name) = isa {
+        let known = Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
+        let isa = Isa::from_name(name)
+            .filter(|i| i.supported())
+            .ok_or_else(|| anyhow::anyhow!("--isa {name}: this CPU runs {known}"))?;
+        Isa::limit(Some(isa));
+    }
     /// Processes one planar block of `n` frames.
     type Play = Box<dyn FnMut(&[f32], &mut [f32], usize)>;
     let tanh = if fast_tanh { TanhMode::Fast } else { TanhMode::Accurate };
@@ -445,13 +459,14 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool) -> an
     let elapsed = started.elapsed().as_secs_f64();
     let audio = audio_in.len() as f64 / rate;
     println!(
-        "{}: {} ({weights} weights, {channels} input{}), {:.0} Hz, block {block}, {} tanh: {audio:.1} s of audio in {elapsed:.3} s on one \
-         thread = real-time factor {:.1}×",
+        "{}: {} ({weights} weights, {channels} input{}), {:.0} Hz, block {block}, {} tanh, {} kernels: {audio:.1} s of audio in \
+         {elapsed:.3} s on one thread = real-time factor {:.1}×",
         path.display(),
         architecture,
         if channels == 1 { "" } else { "s" },
         rate,
         if fast_tanh { "fast" } else { "accurate" },
+        Isa::detect().name(),
         audio / elapsed.max(1e-9),
     );
     Ok(())

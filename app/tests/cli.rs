@@ -408,3 +408,18 @@ fn the_first_start_gives_the_player_the_factory_presets_once() {
     assert!(!deleted.exists(), "a deleted preset is not brought back");
     let _ = std::fs::remove_dir_all(&home);
 }
+
+/// `bench --isa` runs the kernels of the instruction set asked for (the portable ones run on any CPU), says which
+/// ran, and refuses one this CPU or build does not run, naming those it does.
+#[test]
+fn bench_runs_the_kernels_asked_for() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/models/amp/clean-lstm.nam");
+    let bench = |isa: &str| run(bin().args(["bench", "--seconds", "0.2", "--isa", isa, "--nam"]).arg(&model));
+    let portable = bench("baseline");
+    let stdout = String::from_utf8_lossy(&portable.stdout);
+    assert!(portable.status.success(), "{}", String::from_utf8_lossy(&portable.stderr));
+    assert!(stdout.contains("baseline kernels") && stdout.contains("real-time factor"), "{stdout}");
+    let unknown = bench("avx9");
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(!unknown.status.success() && stderr.contains("--isa avx9") && stderr.contains("baseline"), "{stderr}");
+}

@@ -9,65 +9,24 @@ use super::simd::Fused;
 use super::simd::{Isa, MulAdd, Separate};
 use super::{BuildError, Weights};
 
-/// Frames accumulated together in registers by the baseline [`weighted_sum`]: 16 `f32` are four SSE registers.
+/// Frames accumulated together in registers by the baseline kernel: 16 `f32` are four SSE registers.
 const CHUNK: usize = 16;
-/// The same on the AVX2/FMA path: eight AVX registers, enough independent sums to hide the FMA latency.
-#[cfg(target_arch = "x86_64")]
-const WIDE_CHUNK: usize = 64;
-/// Output rows computed together by [`weighted_sums`] on the AVX2/FMA path, and the frames per chunk: two rows of
-/// four registers are eight independent sums, and each loaded input vector serves two of them. (Three rows, twelve
-/// sums, spill: the sixteen AVX registers must also hold the input vector and a weight per row.)
-#[cfg(target_arch = "x86_64")]
-const ROWS: usize = 2;
-#[cfg(target_arch = "x86_64")]
-const ROW_CHUNK: usize = 32;
 
-/// `out[t] = Σ_i weights[i] · data[offset(i) + t] + bias` for `t < out.len()`, on the best kernel for `isa`.
-///
-/// The frames are register-blocked: a chunk of accumulators stays in registers while every term is added, so each
-/// multiply-add costs one load. Each frame sees the same additions in the same order whatever the block length or
-/// its position in a chunk, so output never depends on how a signal is cut into blocks. The bias is added last, to
-/// the finished sum (as the reference does), while the sum is still in registers.
-#[inline(always)]
-pub(crate) fn weighted_sum(
-    isa: Isa,
-    out: &mut [f32],
-    weights: &[f32],
-    bias: f32,
-    data: &[f32],
-    offset: impl Fn(usize) -> usize,
-) {
-    match isa {
-        Isa::Baseline => weighted_sum_with::<Separate, CHUNK>(out, weights, bias, data, offset, 0),
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Isa::Avx2Fma` is only ever the result of `Isa::detect` on a CPU with AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { weighted_sum_avx2_fma(out, weights, bias, data, offset, 0) },
-    }
+/// `out[t] = Σ_i weights[i] · data[offset(i) + t] + bias` for `t < out.len()`: [`weighted_sums`] for one row.
+#[cfg(test)]
+fn weighted_sum(isa: Isa, out: &mut [f32], weights: &[f32], bias: f32, data: &[f32], offset: impl Fn(usize) -> usize) {
+    weighted_sums(isa, out, out.len(), weights, Some(std::slice::from_ref(&bias)), data, offset);
 }
 
-/// [`weighted_sum`] on AVX2/FMA, the first output frame being frame `t0` of the data.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn weighted_sum_avx2_fma(
-    out: &mut [f32],
-    weights: &[f32],
-    bias: f32,
-    data: &[f32],
-    offset: impl Fn(usize) -> usize,
-    t0: usize,
-) {
-    // Wide chunks, then 8-frame chunks (one register), then single frames: the same sums for every frame.
-    let wide = out.len() / WIDE_CHUNK * WIDE_CHUNK;
-    let (head, tail) = out.split_at_mut(wide);
-    weighted_sum_with::<Fused, WIDE_CHUNK>(head, weights, bias, data, &offset, t0);
-    weighted_sum_with::<Fused, 8>(tail, weights, bias, data, &offset, t0 + wide);
-}
-
-/// [`weighted_sum`] for several output rows over the same terms: row `r` of `out` (`n` frames each) is
+/// Several output rows over the same terms, on the best kernel for `isa`: row `r` of `out` (`n` frames each) is
 /// `Σ_i weights[r·terms + i] · data[offset(i) + t] + bias[r]` (bias 0 where there is none).
 ///
-/// Every frame of every row sees the same additions in the same order as [`weighted_sum`] gives it, so the result
-/// is bit for bit the same; rows are only blocked so that each input vector loaded serves several of them.
+/// The work is register-blocked in tiles of a few rows × a few vectors of frames: the tile's sums stay in registers
+/// while every term is added, and each input vector loaded serves every row of the tile. Every frame of every row
+/// sees the same additions in the same order whatever the tile, the block length or the frame's position in the
+/// block, so output never depends on how a signal is cut into blocks, and the AVX2 and AVX-512 kernels agree bit
+/// for bit. The bias is added last, to the finished sum (as the reference does), while the sum is still in
+/// registers.
 #[inline(always)]
 pub(crate) fn weighted_sums(
     isa: Isa,
@@ -87,18 +46,29 @@ pub(crate) fn weighted_sums(
     match isa {
         Isa::Baseline => {
             for (r, row) in out.chunks_exact_mut(n).enumerate() {
-                weighted_sum(isa, row, &weights[r * terms..][..terms], bias_of(r), data, &offset);
+                weighted_sum_with::<Separate, CHUNK>(row, &weights[r * terms..][..terms], bias_of(r), data, &offset);
             }
         }
-        #[cfg(target_arch = "x86_64")]
         // SAFETY: `Isa::Avx2Fma` is only ever the result of `Isa::detect` on a CPU with AVX2 and FMA.
-        Isa::Avx2Fma => unsafe { weighted_sums_avx2_fma(out, n, weights, terms, &bias_of, data, &offset) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2Fma => unsafe { weighted_sums_avx2(out, n, weights, terms, &bias_of, data, &offset) },
+        // SAFETY: `Isa::Avx512` is only ever the result of `Isa::detect` on a CPU with AVX-512F, AVX2 and FMA.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { weighted_sums_avx512(out, n, weights, terms, &bias_of, data, &offset) },
     }
 }
 
+// The vector kernels: the same generic code ([`fused_tiles`]) compiled inside a `#[target_feature]` function per ISA,
+// with the tiles that ISA's registers hold. A tile of R rows × C frames keeps R·C/lanes sums in registers, and at
+// least eight of them keep both FMA units busy through the FMA's latency.
+// - AVX2 has sixteen 8-lane registers: 2 rows × 32 frames (eight sums; a third row spills, since the registers must
+//   also hold the input vector and a weight per row).
+// - AVX-512 has thirty-two 16-lane registers: 4 rows × 64 frames (sixteen sums), 2 rows × 128.
+// Shorter blocks take narrower tiles (fewer sums); a block shorter than one vector goes frame by frame.
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn weighted_sums_avx2_fma(
+fn weighted_sums_avx2(
     out: &mut [f32],
     n: usize,
     weights: &[f32],
@@ -107,64 +77,99 @@ fn weighted_sums_avx2_fma(
     data: &[f32],
     offset: &impl Fn(usize) -> usize,
 ) {
-    // Whole chunks of ROWS rows × ROW_CHUNK frames; the rest (the last rows, the last frames) row by row.
-    let rows = out.len() / n;
-    let blocked_rows = rows / ROWS * ROWS;
-    let blocked_frames = n / ROW_CHUNK * ROW_CHUNK;
-    for r in (0..blocked_rows).step_by(ROWS) {
-        let bias = std::array::from_fn(|k| bias_of(r + k));
-        rows_with::<Fused, ROWS, ROW_CHUNK>(
-            &mut out[r * n..][..ROWS * n],
-            n,
-            &weights[r * terms..],
-            terms,
-            bias,
-            data,
-            offset,
-            blocked_frames,
-        );
-    }
-    for (r, row) in out.chunks_exact_mut(n).enumerate() {
-        let done = if r < blocked_rows { blocked_frames } else { 0 };
-        weighted_sum_avx2_fma(&mut row[done..], &weights[r * terms..][..terms], bias_of(r), data, offset, done);
-    }
+    let args = (out, n, weights, terms, bias_of, data, offset);
+    if args.0.len() / n >= 2 { fused_tiles::<2, 32, 16, 8>(args) } else { fused_tiles::<1, 64, 32, 8>(args) }
 }
 
-/// `R` rows × chunks of `C` frames, for the first `frames` frames of each row of `out` (`n` frames a row).
 #[cfg(target_arch = "x86_64")]
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn rows_with<M: MulAdd, const R: usize, const C: usize>(
+#[target_feature(enable = "avx512f,avx2,fma")]
+fn weighted_sums_avx512(
     out: &mut [f32],
     n: usize,
     weights: &[f32],
     terms: usize,
-    bias: [f32; R],
+    bias_of: &impl Fn(usize) -> f32,
     data: &[f32],
     offset: &impl Fn(usize) -> usize,
-    frames: usize,
 ) {
-    let rows: [&[f32]; R] = std::array::from_fn(|r| &weights[r * terms..][..terms]);
-    for t0 in (0..frames).step_by(C) {
-        let mut acc = [[0.0f32; C]; R];
-        for i in 0..terms {
-            let x: &[f32; C] = data[offset(i) + t0..][..C].try_into().expect("C frames");
-            let w: [f32; R] = std::array::from_fn(|r| rows[r][i]);
-            for (acc, w) in acc.iter_mut().zip(w) {
-                for (a, x) in acc.iter_mut().zip(x) {
-                    *a = M::mul_add(*a, w, *x);
+    let args = (out, n, weights, terms, bias_of, data, offset);
+    match args.0.len() / n {
+        1 => fused_tiles::<1, 128, 64, 16>(args),
+        2 => fused_tiles::<2, 128, 64, 16>(args),
+        3 => fused_tiles::<3, 64, 16, 16>(args),
+        _ => fused_tiles::<4, 64, 16, 16>(args),
+    }
+}
+
+/// The arguments of [`weighted_sums`] on to the vector kernels: out, n, weights, terms, bias of a row, data, offset.
+#[cfg(target_arch = "x86_64")]
+type SumArgs<'a, B, O> = (&'a mut [f32], usize, &'a [f32], usize, &'a B, &'a [f32], &'a O);
+
+/// Tiles of `R` rows (at most the rows there are) × the widest of `C1 ≥ C2 ≥ C3` frames the block holds, with
+/// fused multiply-adds; a block shorter than `C3` frame by frame.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn fused_tiles<const R: usize, const C1: usize, const C2: usize, const C3: usize>(
+    args: SumArgs<'_, impl Fn(usize) -> f32, impl Fn(usize) -> usize>,
+) {
+    let n = args.1;
+    if n >= C1 {
+        tiles::<Fused, R, C1>(args);
+    } else if n >= C2 {
+        tiles::<Fused, R, C2>(args);
+    } else if n >= C3 {
+        tiles::<Fused, R, C3>(args);
+    } else {
+        tiles::<Fused, 1, 1>(args);
+    }
+}
+
+/// Every row and frame of `out` in tiles of `R` rows × `C` frames (there must be at least `R` rows and `C`
+/// frames). Where `R` or `C` does not divide, the last tile overlaps the one before it: those rows or frames are
+/// computed again, to the same bits (the same terms in the same order), which costs less than a narrower tile.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn tiles<M: MulAdd, const R: usize, const C: usize>(
+    (out, n, weights, terms, bias_of, data, offset): SumArgs<'_, impl Fn(usize) -> f32, impl Fn(usize) -> usize>,
+) {
+    let rows = out.len() / n;
+    debug_assert!(rows >= R && n >= C);
+    let mut next_row = 0;
+    loop {
+        let r0 = next_row.min(rows - R);
+        let w: [&[f32]; R] = std::array::from_fn(|r| &weights[(r0 + r) * terms..][..terms]);
+        let bias: [f32; R] = std::array::from_fn(|r| bias_of(r0 + r));
+        let mut next_frame = 0;
+        loop {
+            let t0 = next_frame.min(n - C);
+            let mut acc = [[0.0f32; C]; R];
+            for i in 0..terms {
+                let x: &[f32; C] = data[offset(i) + t0..][..C].try_into().expect("C frames");
+                for (acc, w) in acc.iter_mut().zip(&w) {
+                    let w = w[i];
+                    for (a, x) in acc.iter_mut().zip(x) {
+                        *a = M::mul_add(*a, w, *x);
+                    }
                 }
             }
-        }
-        for (r, (acc, bias)) in acc.iter().zip(bias).enumerate() {
-            for (y, a) in out[r * n + t0..][..C].iter_mut().zip(acc) {
-                *y = a + bias;
+            for (r, (acc, bias)) in acc.iter().zip(bias).enumerate() {
+                for (y, a) in out[(r0 + r) * n + t0..][..C].iter_mut().zip(acc) {
+                    *y = a + bias;
+                }
             }
+            next_frame = t0 + C;
+            if next_frame >= n {
+                break;
+            }
+        }
+        next_row = r0 + R;
+        if next_row >= rows {
+            break;
         }
     }
 }
 
-/// [`weighted_sum`] with chunks of `C` frames, the first output frame being frame `t0` of the data.
+/// One row on the baseline: chunks of `C` frames, then single frames.
 #[inline(always)]
 fn weighted_sum_with<M: MulAdd, const C: usize>(
     out: &mut [f32],
@@ -172,10 +177,9 @@ fn weighted_sum_with<M: MulAdd, const C: usize>(
     bias: f32,
     data: &[f32],
     offset: impl Fn(usize) -> usize,
-    t0: usize,
 ) {
     let mut chunks = out.chunks_exact_mut(C);
-    let mut t0 = t0;
+    let mut t0 = 0;
     for chunk in &mut chunks {
         let mut acc = [0.0f32; C];
         for (i, &w) in weights.iter().enumerate() {
@@ -320,11 +324,13 @@ mod tests {
 
     #[test]
     fn every_kernel_computes_the_same_weighted_sum() {
-        // 48 terms over 64 + 13 frames (wide chunks, 8-frame chunks and single frames), on each kernel this CPU runs.
-        let data: Vec<f32> = (0..48 * 100).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        // 48 terms over 150 frames (wide chunks of 64 or 128, one-register chunks and single frames), on each kernel
+        // this CPU runs; the vector kernels (all fused, the terms in the same order) agree bit for bit.
+        let frames = 150;
+        let data: Vec<f32> = (0..48 * 200).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
         let weights: Vec<f32> = (0..48).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.07).collect();
-        let offset = |i: usize| i * 100 + 3;
-        let exact: Vec<f64> = (0..77)
+        let offset = |i: usize| i * 200 + 3;
+        let exact: Vec<f64> = (0..frames)
             .map(|t| {
                 0.5 + weights
                     .iter()
@@ -333,38 +339,35 @@ mod tests {
                     .sum::<f64>()
             })
             .collect();
-        let mut isas = vec![Isa::Baseline];
-        if Isa::detect() != Isa::Baseline {
-            isas.push(Isa::detect());
-        }
-        for isa in isas {
-            let mut out = vec![0.0; 77];
+        let mut fused: Option<Vec<f32>> = None;
+        for isa in Isa::available() {
+            let mut out = vec![0.0; frames];
             weighted_sum(isa, &mut out, &weights, 0.5, &data, offset);
             for (t, (y, e)) in out.iter().zip(&exact).enumerate() {
                 assert!((f64::from(*y) - e).abs() < 1e-5, "{isa:?} frame {t}: {y} vs {e}");
             }
             // Frame t's sum does not depend on where the block starts.
-            let mut late = vec![0.0; 70];
+            let mut late = vec![0.0; frames - 7];
             weighted_sum(isa, &mut late, &weights, 0.5, &data, |i| offset(i) + 7);
-            assert_eq!(late[..], out[7..]);
+            assert_eq!(late[..], out[7..], "{isa:?}");
+            if isa.has_avx2_fma() {
+                assert_eq!(fused.get_or_insert_with(|| out.clone())[..], out[..], "{isa:?} against AVX2");
+            }
         }
     }
 
     #[test]
     fn several_rows_at_once_are_each_row_bit_for_bit() {
-        // Row counts around the blocking (2 rows), frame counts around its chunks (32 frames) and the wide ones (64).
+        // Row counts around the blocking (2 rows on AVX2, 4 on AVX-512), frame counts around its chunks (32, 64
+        // frames) and the wide ones (64, 128).
         let terms = 19;
-        let data: Vec<f32> = (0..terms * 150).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
-        let offset = |i: usize| i * 150 + 5;
-        let mut isas = vec![Isa::Baseline];
-        if Isa::detect() != Isa::Baseline {
-            isas.push(Isa::detect());
-        }
-        for isa in isas {
-            for rows in [1, 2, 3, 4, 7] {
+        let data: Vec<f32> = (0..terms * 200).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.013).collect();
+        let offset = |i: usize| i * 200 + 5;
+        for isa in Isa::available() {
+            for rows in [1, 2, 3, 4, 5, 7, 8, 9, 16] {
                 let weights: Vec<f32> = (0..rows * terms).map(|i| ((i * 13 % 17) as f32 - 8.0) * 0.07).collect();
                 let bias: Vec<f32> = (0..rows).map(|r| r as f32 * 0.25 - 0.5).collect();
-                for n in [1, 8, 13, 32, 64, 77, 100, 128] {
+                for n in [1, 8, 13, 16, 32, 64, 77, 100, 128, 150, 192] {
                     let mut together = vec![0.0; rows * n];
                     weighted_sums(isa, &mut together, n, &weights, Some(&bias), &data, offset);
                     for r in 0..rows {

@@ -316,12 +316,13 @@ impl Dsp for Lstm {
         match (self.isa, self.fast) {
             (Isa::Baseline, false) => self.run_portable::<false>(input, output, n),
             (Isa::Baseline, true) => self.run_portable::<true>(input, output, n),
+            // The AVX2 kernel on AVX-512 CPUs too: eight units make a lane, the natural width of its gate sums.
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2Fma` only ever comes from `Isa::detect` on a CPU with AVX2 and FMA.
-            (Isa::Avx2Fma, false) => unsafe { avx2::run::<false>(self, input, output, n) },
+            // SAFETY: `Isa::Avx2Fma` and `Isa::Avx512` only ever come from `Isa::detect` on a CPU with AVX2 and FMA.
+            (Isa::Avx2Fma | Isa::Avx512, false) => unsafe { avx2::run::<false>(self, input, output, n) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            (Isa::Avx2Fma, true) => unsafe { avx2::run::<true>(self, input, output, n) },
+            (Isa::Avx2Fma | Isa::Avx512, true) => unsafe { avx2::run::<true>(self, input, output, n) },
         }
     }
 

@@ -157,8 +157,9 @@ impl Block {
     /// widths get their own copy of the loop with `H` a constant (fully unrolled, no bounds checks).
     fn process(&mut self, frames: &mut [f32], v: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if self.isa == Isa::Avx2Fma {
-            // SAFETY: `isa` is `Avx2Fma` only on a CPU with AVX2 and FMA (`Isa::detect` when the block was built).
+        if self.isa.has_avx2_fma() {
+            // SAFETY: `isa` is `Avx2Fma` or `Avx512` only on a CPU with AVX2 and FMA (`Isa::detect` when the block
+            // was built).
             unsafe { self.process_avx2(frames, v) };
             return;
         }
