@@ -73,8 +73,13 @@ enum Command {
     /// guitar-like input from the corpus generator, at the model's sample rate.
     Bench {
         /// The model to measure: a `.nam` file, or a compressor's `.s4d.json` (measured at its controls' midpoints).
-        #[arg(long, visible_alias = "model", value_name = "MODEL.nam")]
-        nam: PathBuf,
+        #[arg(long, visible_alias = "model", value_name = "MODEL.nam", required_unless_present = "shape")]
+        nam: Option<PathBuf>,
+        /// Instead of a file, a network of a standard shape with seeded pseudo-random weights: WaveNet standard,
+        /// lite, feather or nano (the reference trainer's presets), or lstm-H (one layer of H units). For speed only:
+        /// the cost of these networks does not depend on the values, and the output means nothing.
+        #[arg(long, conflicts_with = "nam", value_name = "SHAPE")]
+        shape: Option<String>,
         /// Seconds of audio to process.
         #[arg(long, default_value_t = 60.0)]
         seconds: f32,
@@ -227,8 +232,10 @@ fn main() -> ExitCode {
             };
             render_command(chain, block, input, output)
         }
-        Some(Command::Bench { nam, seconds, block, fast_tanh, isa }) => {
-            bench_command(&nam, seconds, block, fast_tanh, isa.as_deref())
+        Some(Command::Bench { nam, shape, seconds, block, fast_tanh, isa }) => {
+            // clap requires one of the two; an empty shape would be refused with the list of shapes.
+            let model = nam.map_or_else(|| BenchModel::Shape(shape.unwrap_or_default()), BenchModel::File);
+            bench_command(&model, seconds, block, fast_tanh, isa.as_deref())
         }
         Some(Command::Corpus { seed, seconds, rate, no_test_signals, output }) => {
             corpus_command(seed, seconds, rate, !no_test_signals, &output)
@@ -382,7 +389,75 @@ fn model_chain(nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool) -> an
     Ok(LoadedPreset { preset, path: cwd.join("command line"), warnings: Vec::new() })
 }
 
-fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool, isa: Option<&str>) -> anyhow::Result<()> {
+/// What `bench` measures: a model file, or a standard shape with synthetic weights ([`synthetic_model`]).
+enum BenchModel {
+    File(PathBuf),
+    Shape(String),
+}
+
+/// A network of a standard shape with seeded pseudo-random weights (uniform in ±0.2), for `bench --shape`: the WaveNet
+/// presets of the reference trainer (standard: 16/8 channels, 10 + 10 layers; lite, feather, nano: 12/6, 8/4, 4/2
+/// channels, 7 + 13 layers) or a one-layer LSTM of H units. Never a model: nothing is saved, and the output means
+/// nothing; only the cost is real, as it does not depend on the values.
+fn synthetic_model(shape: &str) -> anyhow::Result<neuralboard_engine::formats::nam::NamFile> {
+    use neuralboard_engine::formats::nam::{self, NamError};
+    use serde_json::json;
+    let wavenet = |channels: usize, heads: usize, dilations: [Vec<u32>; 2]| {
+        let [first, second] = dilations;
+        let array = |input: usize, channels: usize, head: usize, dilations: Vec<u32>, head_bias: bool| {
+            json!({"input_size": input, "condition_size": 1, "head_size": head, "channels": channels,
+                   "kernel_size": 3, "dilations": dilations, "activation": "Tanh", "gated": false,
+                   "head_bias": head_bias})
+        };
+        let half = channels / 2;
+        (
+            "WaveNet",
+            json!({"layers": [array(1, channels, heads, first, false), array(channels, half, 1, second, true)],
+                           "head": null, "head_scale": 0.02}),
+        )
+    };
+    let standard_dilations = || (0..10).map(|k| 1 << k).collect::<Vec<u32>>();
+    let lite_dilations = || [(0..7).map(|k| 1 << k).collect(), (7..10).chain(0..10).map(|k| 1 << k).collect()];
+    let (architecture, config) = match shape {
+        "standard" => wavenet(16, 8, [standard_dilations(), standard_dilations()]),
+        "lite" => wavenet(12, 6, lite_dilations()),
+        "feather" => wavenet(8, 4, lite_dilations()),
+        "nano" => wavenet(4, 2, lite_dilations()),
+        _ => {
+            match shape.strip_prefix("lstm-").and_then(|h| h.parse::<usize>().ok()).filter(|h| (1..=256).contains(h)) {
+                Some(hidden) => ("LSTM", json!({"input_size": 1, "hidden_size": hidden, "num_layers": 1})),
+                None => anyhow::bail!("--shape {shape}: one of standard, lite, feather, nano, lstm-H (H = 1..256)"),
+            }
+        }
+    };
+    let document = |weights: Vec<f32>| {
+        json!({"version": "0.5.4", "architecture": architecture, "config": config, "weights": weights,
+               "sample_rate": 48000})
+    };
+    // The loader knows how many weights the shape takes: it says so when given none.
+    let count = match nam::parse_value(&document(Vec::new())) {
+        Err(NamError::WeightCount { expected, .. }) => expected,
+        other => anyhow::bail!("--shape {shape}: {:?}", other.err()),
+    };
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let weights = (0..count)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.4
+        })
+        .collect();
+    Ok(nam::parse_value(&document(weights))?)
+}
+
+fn bench_command(
+    model: &BenchModel,
+    seconds: f32,
+    block: usize,
+    fast_tanh: bool,
+    isa: Option<&str>,
+) -> anyhow::Result<()> {
     use neuralboard_engine::corpus::{self, CorpusSpec};
     use neuralboard_engine::formats::nam;
     use neuralboard_engine::nn::simd::Isa;
@@ -397,11 +472,17 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool, isa: 
             .ok_or_else(|| anyhow::anyhow!("--isa {name}: this CPU runs {known}"))?;
         Isa::limit(Some(isa));
     }
+    let label = match model {
+        BenchModel::File(path) => path.display().to_string(),
+        BenchModel::Shape(shape) => format!("--shape {shape} (synthetic weights)"),
+    };
     /// Processes one planar block of `n` frames.
     type Play = Box<dyn FnMut(&[f32], &mut [f32], usize)>;
     let tanh = if fast_tanh { TanhMode::Fast } else { TanhMode::Accurate };
     let (mut play, rate, channels, weights, architecture): (Play, f64, usize, usize, String) =
-        if path.to_string_lossy().ends_with(".s4d.json") {
+        if let BenchModel::File(path) = model
+            && path.to_string_lossy().ends_with(".s4d.json")
+        {
             let file = neuralboard_engine::formats::s4d::load(path)?;
             let mut net = neuralboard_engine::nn::s4d::S4dNetwork::new(&file, block);
             let middle: Vec<f32> = file.config.controls.iter().map(|c| 0.5 * (c.min + c.max)).collect();
@@ -410,11 +491,14 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool, isa: 
             let rate = f64::from(net.sample_rate());
             (Box::new(move |i, o, _| net.process(i, o)), rate, 1, weights, "S4D".to_owned())
         } else {
-            let file = nam::load(path)?;
+            let file = match model {
+                BenchModel::File(path) => nam::load(path)?,
+                BenchModel::Shape(shape) => synthetic_model(shape)?,
+            };
             let rate = file.sample_rate.unwrap_or(neuralboard_engine::effects::amp::DEFAULT_MODEL_RATE);
             let channels = file.architecture.in_channels();
             let architecture = file.architecture.name().to_owned();
-            let in_file = |e: nn::BuildError| anyhow::anyhow!("{}: {e}", path.display());
+            let in_file = |e: nn::BuildError| anyhow::anyhow!("{label}: {e}");
             if channels == 1 {
                 let mut model = nn::build(&file, tanh, block).map_err(in_file)?;
                 let weights = model.parameter_count();
@@ -461,7 +545,7 @@ fn bench_command(path: &Path, seconds: f32, block: usize, fast_tanh: bool, isa: 
     println!(
         "{}: {} ({weights} weights, {channels} input{}), {:.0} Hz, block {block}, {} tanh, {} kernels: {audio:.1} s of audio in \
          {elapsed:.3} s on one thread = real-time factor {:.1}×",
-        path.display(),
+        label,
         architecture,
         if channels == 1 { "" } else { "s" },
         rate,

@@ -423,3 +423,19 @@ fn bench_runs_the_kernels_asked_for() {
     let stderr = String::from_utf8_lossy(&unknown.stderr);
     assert!(!unknown.status.success() && stderr.contains("--isa avx9") && stderr.contains("baseline"), "{stderr}");
 }
+
+/// `bench --shape` measures the reference trainer's standard shapes without a file: the loader builds them with
+/// exactly the weight counts those presets have (842 nano, 3026 feather, 13802 standard).
+#[test]
+fn bench_measures_the_standard_shapes() {
+    for (shape, weights) in [("nano", "842 weights"), ("feather", "3026 weights"), ("standard", "13802 weights")] {
+        let out = run(bin().args(["bench", "--seconds", "0.1", "--shape", shape]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{shape}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains(weights) && stdout.contains("synthetic weights"), "{stdout}");
+    }
+    let lstm = run(bin().args(["bench", "--seconds", "0.1", "--shape", "lstm-16"]));
+    assert!(String::from_utf8_lossy(&lstm.stdout).contains("LSTM (1201 weights"), "{lstm:?}");
+    let unknown = run(bin().args(["bench", "--shape", "huge"]));
+    assert!(!unknown.status.success() && String::from_utf8_lossy(&unknown.stderr).contains("feather"));
+}

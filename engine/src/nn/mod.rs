@@ -3,9 +3,9 @@
 //! [`build`] turns a validated [`NamFile`] into a [`NeuralModel`]: every buffer is allocated and the model prewarmed
 //! there (off the audio thread); [`NeuralModel::process`] then never allocates. Blocks are `f32`, planar
 //! (`channels × frames`, each channel's frames contiguous) so that the inner loops run over frames, which the
-//! compiler vectorises for any channel count (see `conv1x1::weighted_sum`). Each layer keeps its weights in the
-//! order its loop reads them, so specialised kernels (const generics for the common shapes, AVX2/FMA behind runtime
-//! detection) can replace one loop later without touching the rest.
+//! compiler vectorises for any channel count (see `conv1x1::weighted_sums`: tiles of channels × frames, compiled
+//! for SSE2, AVX2+FMA and AVX-512, picked at run time in [`simd`]). Each layer keeps its weights in the order its
+//! loop reads them, so a specialised kernel can replace one loop without touching the rest.
 //!
 //! After prewarming, each model snapshots its state; [`NeuralModel::reset`] copies the snapshot back, which is the
 //! state the reference reaches by prewarming again, and costs a copy of the histories (real-time safe).
