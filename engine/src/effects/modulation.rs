@@ -17,6 +17,12 @@
 //! - **Triangle** morphs the LFO from sine to triangle over 50 ms (both shapes share peaks and zero crossings).
 //! - **Mix** scales the network's contribution: `y = x + mix · net(x, LFO)`.
 //!
+//! A phaser or flanger is linear in its input: silence in, silence out. The networks are not quite: fed silence,
+//! they put out the LFO faintly (the flanger up to −53 dBFS peak at 5 Hz, a tick at each turn of the sweep), which
+//! an amp with gain after the pedal would make audible between notes. So the network's contribution is keyed by
+//! the input ([`SilenceKey`]): untouched while the input's peak envelope is above −60 dBFS, scaled down in
+//! proportion to it below (as a linear effect's output would be), and gone in silence.
+//!
 //! Depth and mix are smoothed per sample; nothing zips. At device rates other than the model's the pedal runs the
 //! network at its own rate inside a [`RateAdapter`], the LFO generated at the model's rate too.
 
@@ -107,6 +113,34 @@ pub fn check_model(text: &str, kind: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How the network's contribution follows the input level (see the module doc): a peak envelope of the input,
+/// instant up and falling with [`SilenceKey::RELEASE_MS`], and the gain `min(1, envelope / KEY_LEVEL)`.
+#[derive(Debug, Clone, Copy)]
+struct SilenceKey {
+    envelope: f32,
+    release: f32,
+}
+
+impl SilenceKey {
+    /// The input peak level (−60 dBFS) above which the network plays untouched: above the networks' own leakage of
+    /// the LFO (−53 to −73 dBFS peak in silence), below any playing.
+    const KEY_LEVEL: f32 = 1e-3;
+    /// Longer than what the teachers ring for after their input stops (the flanger's 1.2 ms of delay with 0.3
+    /// feedback, the phaser's all-passes: a few milliseconds), so notes keep their tails.
+    const RELEASE_MS: f32 = 20.0;
+
+    fn new(sample_rate: f32) -> Self {
+        Self { envelope: 0.0, release: (-1000.0 / (Self::RELEASE_MS * sample_rate)).exp() }
+    }
+
+    /// The gain for the network's contribution at input sample `x`.
+    #[inline]
+    fn next(&mut self, x: f32) -> f32 {
+        self.envelope = x.abs().max(self.envelope * self.release);
+        (self.envelope / Self::KEY_LEVEL).min(1.0)
+    }
+}
+
 /// Everything that runs at the model's rate.
 struct Core {
     model: Box<dyn Dsp>,
@@ -116,6 +150,7 @@ struct Core {
     shape: Smoothed,
     depth: Smoothed,
     mix: Smoothed,
+    key: SilenceKey,
     /// Planar `[audio; LFO]` for the network.
     planar: Vec<f32>,
     net: Vec<f32>,
@@ -143,7 +178,7 @@ impl Core {
             }
             self.model.process(&self.planar[..2 * n], &mut self.net[..n], n);
             for ((y, &x), &net) in output.iter_mut().zip(input).zip(&self.net[..n]) {
-                *y = x + self.mix.next_value() * net;
+                *y = x + self.mix.next_value() * self.key.next(x) * net;
             }
         }
     }
@@ -218,6 +253,7 @@ impl Modulation {
             shape: ramp(SHAPE_MORPH_MS),
             depth: ramp(ParamSpec::DEFAULT_SMOOTHING_MS),
             mix: ramp(ParamSpec::DEFAULT_SMOOTHING_MS),
+            key: SilenceKey::new(model_rate),
             planar: vec![0.0; 2 * max_inner],
             net: vec![0.0; max_inner],
             max_inner,
@@ -312,6 +348,7 @@ impl Pedal for Modulation {
         if let Some(core) = &mut self.core {
             core.model.restore_state();
             core.lfo.restart();
+            core.key = SilenceKey::new(core.model_rate);
         }
         if let Some(adapter) = &mut self.adapter {
             adapter.reset();
@@ -423,6 +460,46 @@ mod tests {
             let peak = silence.iter().fold(0.0f32, |m, x| m.max(x.abs()));
             assert!(peak < 0.01, "{}: {peak} peak after a reset", effect.kind);
         }
+    }
+
+    #[test]
+    fn modulation_silence_after_playing_is_silent() {
+        // The flanger at 5 Hz leaks its LFO most (−53 dBFS peak, fed silence without the key). After half a second
+        // of noise, a second of silence: the leak fades with the key's envelope (from the note's −10 dBFS peak, under
+        // the key level after about 0.1 s) and is gone, where the network alone would go on ticking.
+        for effect in [PHASER_EFFECT, FLANGER_EFFECT] {
+            let mut p = pedal(effect);
+            p.set_param(RATE, 5.0);
+            let mut audio: Vec<f32> = crate::teacher::testing::noise(24_000, 3).iter().map(|x| 0.3 * x).collect();
+            audio.resize(72_000, 0.0);
+            for chunk in audio.chunks_mut(64) {
+                p.process(chunk);
+            }
+            let peak = |from: usize| audio[from..].iter().fold(0.0f32, |m, x| m.max(x.abs()));
+            let (late, end) = (peak(48_000), peak(67_200));
+            assert!(late < 1e-7, "{}: {} dBFS peak 0.5 s into the silence", effect.kind, 20.0 * late.log10());
+            assert!(end < 1e-9, "{}: {} dBFS peak 0.9 s into the silence", effect.kind, 20.0 * end.log10());
+            // The note itself was played: the effect is there while the noise plays.
+            assert!(audio[..24_000].iter().any(|x| x.abs() > 0.1));
+        }
+    }
+
+    #[test]
+    fn modulation_the_silence_key_leaves_playing_alone_and_scales_below_minus_60_dbfs() {
+        let mut key = SilenceKey::new(48_000.0);
+        assert_eq!(key.next(0.02), 1.0, "instant on a note");
+        // Steady at −80 dBFS: a tenth, as a linear effect's output would be scaled from −60 dBFS.
+        let mut quiet = SilenceKey::new(48_000.0);
+        assert!((quiet.next(1e-4) - 0.1).abs() < 1e-6);
+        // After a note (−34 dBFS) the envelope falls by e every 20 ms: the network stays whole for 20 ms and more.
+        for _ in 0..(0.02 * 48_000.0) as usize {
+            key.next(0.0);
+        }
+        assert_eq!(key.next(0.0), 1.0, "a note's tail keeps the network for tens of milliseconds");
+        for _ in 0..48_000 {
+            key.next(0.0);
+        }
+        assert!(key.next(0.0) < 1e-6);
     }
 
     #[test]
