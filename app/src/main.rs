@@ -64,6 +64,10 @@ enum Command {
         /// Frames per engine call, as an audio interface's buffer size would be [default: 64 with --nam, else 128].
         #[arg(long, value_name = "N")]
         block: Option<usize>,
+        /// Run the kernels of at most this instruction set (baseline, avx2, avx512), to compare their output; by
+        /// default the best this CPU runs.
+        #[arg(long, value_name = "ISA")]
+        isa: Option<String>,
         /// Input WAV file.
         input: PathBuf,
         /// Output WAV file (replaced atomically when the render succeeds).
@@ -224,13 +228,13 @@ enum MidiCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::Render { preset, nam, ir, fast_tanh, block, input, output }) => {
+        Some(Command::Render { preset, nam, ir, fast_tanh, block, isa, input, output }) => {
             let chain = match (preset, nam, ir) {
                 (Some(preset), _, _) => Chain::Preset(preset),
                 (None, None, None) => Chain::Empty,
                 (None, nam, ir) => Chain::Model { nam, ir, fast_tanh },
             };
-            render_command(chain, block, input, output)
+            limit_isa(isa.as_deref()).and_then(|()| render_command(chain, block, input, output))
         }
         Some(Command::Bench { nam, shape, seconds, block, fast_tanh, isa }) => {
             // clap requires one of the two; an empty shape would be refused with the list of shapes.
@@ -389,6 +393,19 @@ fn model_chain(nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool) -> an
     Ok(LoadedPreset { preset, path: cwd.join("command line"), warnings: Vec::new() })
 }
 
+/// `--isa NAME`: the kernels of at most that instruction set from now on (models built after this call).
+fn limit_isa(name: Option<&str>) -> anyhow::Result<()> {
+    use neuralboard_engine::nn::simd::Isa;
+    if let Some(name) = name {
+        let known = Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
+        let isa = Isa::from_name(name)
+            .filter(|i| i.supported())
+            .ok_or_else(|| anyhow::anyhow!("--isa {name}: this CPU runs {known}"))?;
+        Isa::limit(Some(isa));
+    }
+    Ok(())
+}
+
 /// What `bench` measures: a model file, or a standard shape with synthetic weights ([`synthetic_model`]).
 enum BenchModel {
     File(PathBuf),
@@ -465,13 +482,7 @@ fn bench_command(
     use neuralboard_engine::teacher::{Lfo, Waveform};
     anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0, "--seconds must be in 0..=3600");
     anyhow::ensure!((1..=nn::MAX_BLOCK).contains(&block), "--block must be in 1..={}", nn::MAX_BLOCK);
-    if let Some(name) = isa {
-        let known = Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", ");
-        let isa = Isa::from_name(name)
-            .filter(|i| i.supported())
-            .ok_or_else(|| anyhow::anyhow!("--isa {name}: this CPU runs {known}"))?;
-        Isa::limit(Some(isa));
-    }
+    limit_isa(isa)?;
     let label = match model {
         BenchModel::File(path) => path.display().to_string(),
         BenchModel::Shape(shape) => format!("--shape {shape} (synthetic weights)"),
