@@ -239,7 +239,7 @@ fn main() -> ExitCode {
         Some(Command::Bench { nam, shape, seconds, block, fast_tanh, isa }) => {
             // clap requires one of the two; an empty shape would be refused with the list of shapes.
             let model = nam.map_or_else(|| BenchModel::Shape(shape.unwrap_or_default()), BenchModel::File);
-            bench_command(&model, seconds, block, fast_tanh, isa.as_deref())
+            limit_isa(isa.as_deref()).and_then(|()| bench_command(&model, seconds, block, fast_tanh))
         }
         Some(Command::Corpus { seed, seconds, rate, no_test_signals, output }) => {
             corpus_command(seed, seconds, rate, !no_test_signals, &output)
@@ -393,7 +393,8 @@ fn model_chain(nam: Option<PathBuf>, ir: Option<PathBuf>, fast_tanh: bool) -> an
     Ok(LoadedPreset { preset, path: cwd.join("command line"), warnings: Vec::new() })
 }
 
-/// `--isa NAME`: the kernels of at most that instruction set from now on (models built after this call).
+/// `--isa NAME` of `render` and `bench`: the kernels of at most that instruction set from now on (the models built
+/// after this call).
 fn limit_isa(name: Option<&str>) -> anyhow::Result<()> {
     use neuralboard_engine::nn::simd::Isa;
     if let Some(name) = name {
@@ -456,25 +457,12 @@ fn synthetic_model(shape: &str) -> anyhow::Result<neuralboard_engine::formats::n
         Err(NamError::WeightCount { expected, .. }) => expected,
         other => anyhow::bail!("--shape {shape}: {:?}", other.err()),
     };
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let weights = (0..count)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.4
-        })
-        .collect();
+    let mut rng = neuralboard_engine::corpus::rng::Rng::new(20_261_127);
+    let weights = (0..count).map(|_| rng.uniform(-0.2, 0.2)).collect();
     Ok(nam::parse_value(&document(weights))?)
 }
 
-fn bench_command(
-    model: &BenchModel,
-    seconds: f32,
-    block: usize,
-    fast_tanh: bool,
-    isa: Option<&str>,
-) -> anyhow::Result<()> {
+fn bench_command(model: &BenchModel, seconds: f32, block: usize, fast_tanh: bool) -> anyhow::Result<()> {
     use neuralboard_engine::corpus::{self, CorpusSpec};
     use neuralboard_engine::formats::nam;
     use neuralboard_engine::nn::simd::Isa;
@@ -482,7 +470,6 @@ fn bench_command(
     use neuralboard_engine::teacher::{Lfo, Waveform};
     anyhow::ensure!(seconds.is_finite() && seconds > 0.0 && seconds <= 3600.0, "--seconds must be in 0..=3600");
     anyhow::ensure!((1..=nn::MAX_BLOCK).contains(&block), "--block must be in 1..={}", nn::MAX_BLOCK);
-    limit_isa(isa)?;
     let label = match model {
         BenchModel::File(path) => path.display().to_string(),
         BenchModel::Shape(shape) => format!("--shape {shape} (synthetic weights)"),

@@ -505,14 +505,12 @@ def log_gain_error(torch, log_gain, x, y, floor_db: float):
         torch.sum(mask), min=1)
 
 
-def log_gain_mse(x: np.ndarray, y: np.ndarray, out: np.ndarray, floor_db: float) -> float:
-    """log_gain_error on whole chunks (numpy, double precision), the model's gain read from its output: out / x."""
-    x64, y64, o64 = (a.astype(np.float64) for a in (x, y, out))
-    mask = (np.abs(x64) > 10.0 ** (floor_db / 20.0)) & (np.abs(y64) > 1e-9)
-    if not mask.any():
-        return 0.0
-    a = np.abs(x64[mask])
-    return float(np.mean((np.log(np.maximum(np.abs(o64[mask]), 1e-30) / a) - np.log(np.abs(y64[mask]) / a)) ** 2))
+def log_gain_mse(torch, x: np.ndarray, y: np.ndarray, out: np.ndarray, floor_db: float) -> float:
+    """log_gain_error on a whole chunk in double precision, the model's gain read from its output: out / x (where
+    the input is under the floor, and the ratio means nothing, log_gain_error leaves it out)."""
+    x, y, out = (torch.from_numpy(a.astype(np.float64)) for a in (x, y, out))
+    log_gain = torch.log(torch.clamp(torch.abs(out), min=1e-30) / torch.clamp(torch.abs(x), min=1e-30))
+    return float(log_gain_error(torch, log_gain, x, y, floor_db))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -543,7 +541,7 @@ def main() -> None:
         parent = recipe["init"]
         raise SystemExit(
             f"recipe {args.recipe} fine-tunes the model of recipe {parent['recipe']}: give it with --init FILE (the "
-            f"one used: `git show {parent['shipped_at']}:assets/models/compressor/opto.s4d.json`, SHA-256 "
+            f"one used: `git show {parent['git_show']}`, SHA-256 "
             f"{parent['sha256']}; or train {parent['recipe']} first)")
     if args.init and recipe.get("init"):
         found = hashlib.sha256(args.init.read_bytes()).hexdigest()
@@ -594,7 +592,7 @@ def main() -> None:
             e = float(np.sum((y64 - out[warm_eval:]) ** 2))
             err, ref = err + e, ref + float(np.sum(y64**2))
             per.append(esr(y[warm_eval:], out[warm_eval:]))
-            lg.append(log_gain_mse(x[warm_eval:], y[warm_eval:], out[warm_eval:], lg_floor))
+            lg.append(log_gain_mse(torch, x[warm_eval:], y[warm_eval:], out[warm_eval:], lg_floor))
         model.train(was_training)
         return err / ref, per, float(np.mean(lg))
 

@@ -371,6 +371,22 @@ mod tests {
         p
     }
 
+    /// Plays `audio` through the pedal in place, in 64-frame blocks.
+    fn play(p: &mut Modulation, audio: &mut [f32]) {
+        for block in audio.chunks_mut(64) {
+            p.process(block);
+        }
+    }
+
+    /// `n` samples of white noise at 0.3 peak.
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        crate::teacher::testing::noise(n, seed).iter().map(|x| 0.3 * x).collect()
+    }
+
+    fn peak(x: &[f32]) -> f32 {
+        x.iter().fold(0.0f32, |m, x| m.max(x.abs()))
+    }
+
     #[test]
     fn modulation_builtin_models_load_as_two_input_modulation_models() {
         for effect in [PHASER_EFFECT, FLANGER_EFFECT] {
@@ -418,16 +434,12 @@ mod tests {
         p.set_param(MIX, 0.0);
         p.reset();
         let mut dry = input.clone();
-        for chunk in dry.chunks_mut(64) {
-            p.process(chunk);
-        }
+        play(&mut p, &mut dry);
         assert_eq!(dry, input);
 
         let run = |p: &mut Modulation| {
             let mut out = input.clone();
-            for chunk in out.chunks_mut(64) {
-                p.process(chunk);
-            }
+            play(p, &mut out);
             out
         };
         let mut a = pedal(PHASER_EFFECT);
@@ -444,21 +456,16 @@ mod tests {
             let mut p = pedal(effect);
             p.set_param(RATE, 1.0);
             // A quarter second of noise takes a 1 Hz sine LFO to its peak.
-            let mut noise: Vec<f32> = crate::teacher::testing::noise(12_000, 7).iter().map(|x| 0.3 * x).collect();
-            for chunk in noise.chunks_mut(64) {
-                p.process(chunk);
-            }
+            play(&mut p, &mut noise(12_000, 7));
             assert!((p.lfo_phase().unwrap() - 0.25).abs() < 1e-3);
             p.reset();
             assert_eq!(p.lfo_phase(), Some(0.0));
             // Silence after the reset must stay (near) silent: the prewarmed network with the LFO it was prewarmed
             // with. (Before the LFO restarted, the flanger rang at 0.25 peak here.)
             let mut silence = vec![0.0f32; 4800];
-            for chunk in silence.chunks_mut(64) {
-                p.process(chunk);
-            }
-            let peak = silence.iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            assert!(peak < 0.01, "{}: {peak} peak after a reset", effect.kind);
+            play(&mut p, &mut silence);
+            let loudest = peak(&silence);
+            assert!(loudest < 0.01, "{}: {loudest} peak after a reset", effect.kind);
         }
     }
 
@@ -470,13 +477,10 @@ mod tests {
         for effect in [PHASER_EFFECT, FLANGER_EFFECT] {
             let mut p = pedal(effect);
             p.set_param(RATE, 5.0);
-            let mut audio: Vec<f32> = crate::teacher::testing::noise(24_000, 3).iter().map(|x| 0.3 * x).collect();
+            let mut audio = noise(24_000, 3);
             audio.resize(72_000, 0.0);
-            for chunk in audio.chunks_mut(64) {
-                p.process(chunk);
-            }
-            let peak = |from: usize| audio[from..].iter().fold(0.0f32, |m, x| m.max(x.abs()));
-            let (late, end) = (peak(48_000), peak(67_200));
+            play(&mut p, &mut audio);
+            let (late, end) = (peak(&audio[48_000..]), peak(&audio[67_200..]));
             assert!(late < 1e-7, "{}: {} dBFS peak 0.5 s into the silence", effect.kind, 20.0 * late.log10());
             assert!(end < 1e-9, "{}: {} dBFS peak 0.9 s into the silence", effect.kind, 20.0 * end.log10());
             // The note itself was played: the effect is there while the noise plays.
@@ -571,17 +575,12 @@ mod tests {
             p.set_param(RATE, 0.5);
             p.reset();
             let seconds = 6;
-            let input: Vec<f32> =
-                crate::teacher::testing::noise(2 * seconds * 48_000, 11).iter().map(|x| 0.3 * x).collect();
+            let input = noise(2 * seconds * 48_000, 11);
             let mut output = input.clone();
             let (slow, fast) = output.split_at_mut(seconds * 48_000);
-            for block in slow.chunks_mut(64) {
-                p.process(block);
-            }
+            play(&mut p, slow);
             p.set_param(RATE, 2.0); // while it plays: no reset, the LFO keeps its phase
-            for block in fast.chunks_mut(64) {
-                p.process(block);
-            }
+            play(&mut p, fast);
             let half = seconds * 48_000;
             let before = sweep_period(&response_frames(&input[..half], &output[..half]), 1.2, 3.0);
             // Skip the first half second after the change: frames there straddle both rates.

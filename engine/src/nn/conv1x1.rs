@@ -12,12 +12,6 @@ use super::{BuildError, Weights};
 /// Frames accumulated together in registers by the baseline kernel: 16 `f32` are four SSE registers.
 const CHUNK: usize = 16;
 
-/// `out[t] = Σ_i weights[i] · data[offset(i) + t] + bias` for `t < out.len()`: [`weighted_sums`] for one row.
-#[cfg(test)]
-fn weighted_sum(isa: Isa, out: &mut [f32], weights: &[f32], bias: f32, data: &[f32], offset: impl Fn(usize) -> usize) {
-    weighted_sums(isa, out, out.len(), weights, Some(std::slice::from_ref(&bias)), data, offset);
-}
-
 /// Several output rows over the same terms, on the best kernel for `isa`: row `r` of `out` (`n` frames each) is
 /// `Σ_i weights[r·terms + i] · data[offset(i) + t] + bias[r]` (bias 0 where there is none).
 ///
@@ -310,6 +304,18 @@ impl Film {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `out[t] = Σ_i weights[i] · data[offset(i) + t] + bias` for `t < out.len()`: [`weighted_sums`] for one row.
+    fn weighted_sum(
+        isa: Isa,
+        out: &mut [f32],
+        weights: &[f32],
+        bias: f32,
+        data: &[f32],
+        offset: impl Fn(usize) -> usize,
+    ) {
+        weighted_sums(isa, out, out.len(), weights, Some(std::slice::from_ref(&bias)), data, offset);
+    }
 
     #[test]
     fn grouped_1x1_is_block_diagonal_in_file_order() {

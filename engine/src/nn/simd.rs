@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Which compiled variant of the hot kernels runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isa {
     /// Portable code: whatever the build target allows (SSE2 on x86-64).
     Baseline,
@@ -61,13 +61,13 @@ impl Isa {
     }
 
     /// From now on [`Isa::detect`] returns at most `isa` (`None`: the best the CPU runs again). Models built before
-    /// keep the kernels they chose. For measuring one kernel against another on the same CPU (`neuralboard bench
-    /// --isa`); the engine never calls it.
+    /// keep the kernels they chose. For comparing one kernel with another on the same CPU (`neuralboard render
+    /// --isa`, `bench --isa`); the engine never calls it.
     pub fn limit(isa: Option<Isa>) {
         CEILING.store(isa.map_or(u8::MAX, Isa::rank), Ordering::Relaxed);
     }
 
-    /// The name `neuralboard bench --isa` takes.
+    /// The name `neuralboard render --isa` and `bench --isa` take.
     pub fn name(self) -> &'static str {
         match self {
             Isa::Baseline => "baseline",
