@@ -12,13 +12,15 @@
 //! activations, cell and new hidden state follow in registers with no shuffling. Sizes that are not a multiple of
 //! eight are padded with zero weights; a padded unit's cell and hidden state stay exactly zero.
 //!
-//! Two kernels compute this (chosen once, when the model is built, by [`Isa::detect`]): a portable one written on
-//! fixed-size arrays that the compiler vectorises for any target, and an AVX2/FMA one with explicit intrinsics
-//! ([`avx2`]), compiled for each number of lanes up to eight (one layer of up to 64 units) and once for any size. They
-//! differ from each other and from the plain formulas (`f32::tanh`, `exp`) only by the few-ulp errors of the
-//! exp-based activations ([`accurate_tanh`], [`accurate_sigmoid`]), fused multiply-adds and summation order; in
-//! fast-tanh mode the activations are the reference's formula, operation for operation. The portable kernel computes
-//! the gate sums and the head exactly as the reference does, rounding for rounding.
+//! Three kernels compute this (chosen once, when the model is built, by [`Isa::detect`]): a portable one written on
+//! fixed-size arrays that the compiler vectorises for any target; an AVX2/FMA one with explicit intrinsics
+//! ([`avx2`]), compiled for each number of lanes up to eight (one layer of up to 64 units) and once for any size; and
+//! an AVX-512 one ([`avx512`]) for one layer of 9 to 64 units, sixteen units a register, on a second copy of the
+//! weights stored sixteen units wide. They differ from each other and from the plain formulas (`f32::tanh`, `exp`)
+//! only by the few-ulp errors of the exp-based activations ([`accurate_tanh`], [`accurate_sigmoid`]), fused
+//! multiply-adds and summation order; in fast-tanh mode the activations are the reference's formula, operation for
+//! operation. The portable kernel computes the gate sums and the head exactly as the reference does, rounding for
+//! rounding; the AVX-512 kernel computes every unit exactly as the AVX2 kernel does.
 
 use super::activations::{TanhMode, accurate_sigmoid, accurate_tanh, fast_sigmoid, fast_tanh};
 use super::simd::Isa;
@@ -27,6 +29,8 @@ use crate::formats::nam::LstmConfig;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Seconds of silence the reference runs through an LSTM after a reset (at the model's own sample rate).
 const PREWARM_SECONDS: f64 = 0.5;
@@ -42,6 +46,26 @@ struct Lane([f32; LANE]);
 /// The four gates of one lane, in one column of `W` (or in the bias), in the order i, f, o, g: the three sigmoid
 /// gates first (the file's order is i, f, g, o).
 type GateLanes = [Lane; 4];
+
+/// Sixteen floats aligned to an AVX-512 register: the AVX-512 kernel's *wide lane*, sixteen hidden units.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[repr(C, align(64))]
+struct Wide([f32; 2 * LANE]);
+
+impl AsMut<[f32; LANE]> for Lane {
+    fn as_mut(&mut self) -> &mut [f32; LANE] {
+        &mut self.0
+    }
+}
+
+impl AsMut<[f32; 2 * LANE]> for Wide {
+    fn as_mut(&mut self) -> &mut [f32; 2 * LANE] {
+        &mut self.0
+    }
+}
+
+/// The four gates of one wide lane, as [`GateLanes`].
+type WideGates = [Wide; 4];
 
 /// Where the file's gate `q` (i, f, g, o) goes in a [`GateLanes`].
 const GATE_SLOT: [usize; 4] = [0, 1, 3, 2];
@@ -67,6 +91,9 @@ struct Layer {
     weights: Vec<GateLanes>,
     /// One entry per lane, the same way.
     bias: Vec<GateLanes>,
+    /// The same weights and bias sixteen units wide ([`Wide`]), for the AVX-512 kernel: built only where it runs.
+    wide: Vec<WideGates>,
+    wide_bias: Vec<WideGates>,
     /// This frame's input `x`.
     x: Vec<f32>,
     /// Two hidden states, `hidden` rounded up to whole lanes: a frame reads `h[current]` and writes the other one,
@@ -103,23 +130,34 @@ fn lane_weights(weights: &[GateLanes], lanes: usize, l: usize) -> impl Iterator<
 }
 
 impl Layer {
-    fn new(w: &mut Weights<'_>, input_size: usize, hidden: usize) -> Result<Self, BuildError> {
+    /// `wide`: also store the weights sixteen units wide, for the AVX-512 kernel.
+    fn new(w: &mut Weights<'_>, input_size: usize, hidden: usize, wide: bool) -> Result<Self, BuildError> {
         let cols = input_size + hidden;
         let lanes = hidden.div_ceil(LANE);
         // Row `q·H + u` of the file's row-major `4H × (I + H)` matrix goes to gate `q` of unit `u`.
-        let blocked = |data: &[f32], cols: usize| {
-            let mut out = vec![[Lane::default(); 4]; lanes * cols];
+        fn blocked<const W: usize, T: Default + Copy + AsMut<[f32; W]>>(
+            data: &[f32],
+            hidden: usize,
+            cols: usize,
+        ) -> Vec<[T; 4]> {
+            let lanes = hidden.div_ceil(W);
+            let mut out = vec![[T::default(); 4]; lanes * cols];
             for (q, slot) in GATE_SLOT.into_iter().enumerate() {
                 for u in 0..hidden {
                     for j in 0..cols {
-                        out[j * lanes + u / LANE][slot].0[u % LANE] = data[(q * hidden + u) * cols + j];
+                        out[j * lanes + u / W][slot].as_mut()[u % W] = data[(q * hidden + u) * cols + j];
                     }
                 }
             }
             out
+        }
+        let (weights, bias) = (w.take(4 * hidden * cols)?, w.take(4 * hidden)?);
+        let (wide, wide_bias) = if wide {
+            (blocked::<{ 2 * LANE }, Wide>(weights, hidden, cols), blocked::<{ 2 * LANE }, Wide>(bias, hidden, 1))
+        } else {
+            (Vec::new(), Vec::new())
         };
-        let weights = blocked(w.take(4 * hidden * cols)?, cols);
-        let bias = blocked(w.take(4 * hidden)?, 1);
+        let (weights, bias) = (blocked::<LANE, Lane>(weights, hidden, cols), blocked::<LANE, Lane>(bias, hidden, 1));
         let h0 = w.take(hidden)?;
         let c0 = w.take(hidden)?;
         let mut h = vec![Lane::default(); lanes];
@@ -130,6 +168,8 @@ impl Layer {
             hidden,
             weights,
             bias,
+            wide,
+            wide_bias,
             x: vec![0.0; input_size],
             h: [h.clone(), h],
             current: 0,
@@ -228,10 +268,17 @@ impl Lstm {
         if config.input_size != config.in_channels {
             return Err(BuildError::Inconsistent("LSTM input_size must equal in_channels".into()));
         }
+        let isa = Isa::detect();
+        // The AVX-512 kernel runs one layer of 9 to 64 units; anything else runs on the AVX2 kernel. (Eight units or
+        // fewer fill half a register at most, and ran 14 % slower in it: `bench --nam lstm.nam`, 3 units.)
+        #[cfg(target_arch = "x86_64")]
+        let wide = isa == Isa::Avx512 && config.num_layers == 1 && (LANE + 1..=8 * LANE).contains(&config.hidden_size);
+        #[cfg(not(target_arch = "x86_64"))]
+        let wide = false;
         let mut layers = Vec::with_capacity(config.num_layers);
         for l in 0..config.num_layers {
             let input = if l == 0 { config.input_size } else { config.hidden_size };
-            layers.push(Layer::new(w, input, config.hidden_size)?);
+            layers.push(Layer::new(w, input, config.hidden_size, wide)?);
         }
         let hidden = config.hidden_size;
         let lanes = hidden.div_ceil(LANE);
@@ -254,7 +301,7 @@ impl Lstm {
             in_channels: config.in_channels,
             out_channels: config.out_channels,
             fast: tanh == TanhMode::Fast,
-            isa: Isa::detect(),
+            isa,
             prewarm_samples,
             parameters,
         })
@@ -316,13 +363,18 @@ impl Dsp for Lstm {
         match (self.isa, self.fast) {
             (Isa::Baseline, false) => self.run_portable::<false>(input, output, n),
             (Isa::Baseline, true) => self.run_portable::<true>(input, output, n),
-            // The AVX2 kernel on AVX-512 CPUs too: eight units make a lane, the natural width of its gate sums.
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `Isa::Avx2Fma` and `Isa::Avx512` only ever come from `Isa::detect` on a CPU with AVX2 and FMA.
-            (Isa::Avx2Fma | Isa::Avx512, false) => unsafe { avx2::run::<false>(self, input, output, n) },
+            // SAFETY: `Isa::Avx2Fma` only ever comes from `Isa::detect` on a CPU with AVX2 and FMA.
+            (Isa::Avx2Fma, false) => unsafe { avx2::run::<false>(self, input, output, n) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            (Isa::Avx2Fma | Isa::Avx512, true) => unsafe { avx2::run::<true>(self, input, output, n) },
+            (Isa::Avx2Fma, true) => unsafe { avx2::run::<true>(self, input, output, n) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Isa::Avx512` only ever comes from `Isa::detect` on a CPU with AVX-512F, AVX2 and FMA.
+            (Isa::Avx512, false) => unsafe { avx512::run::<false>(self, input, output, n) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            (Isa::Avx512, true) => unsafe { avx512::run::<true>(self, input, output, n) },
         }
     }
 
@@ -443,11 +495,7 @@ mod tests {
 
     /// Every kernel this CPU runs (the portable one always).
     fn kernels() -> Vec<Isa> {
-        let mut isas = vec![Isa::Baseline];
-        if Isa::detect() != Isa::Baseline {
-            isas.push(Isa::detect());
-        }
-        isas
+        Isa::available()
     }
 
     #[test]
@@ -472,6 +520,7 @@ mod tests {
                         }
                     }
                     let tanh = if fast { TanhMode::Fast } else { TanhMode::Accurate };
+                    let mut outputs = Vec::new();
                     for isa in kernels() {
                         let mut lstm = Lstm::new(&c, &mut Weights::new(&weights), None, tanh).unwrap();
                         lstm.isa = isa;
@@ -501,6 +550,16 @@ mod tests {
                         let terms = (inputs + hidden + 1) as f32;
                         let tolerance = 2e-6 * peak.max(1.0) * (terms / 32.0).sqrt().max(1.0);
                         assert!(worst <= tolerance, "{shape}: off by {worst:e} (peak {peak})");
+                        outputs.push((isa, got));
+                    }
+                    // The AVX-512 kernel computes each unit as the AVX2 kernel does, to the bit.
+                    let bits = |isa| {
+                        outputs.iter().find(|(i, _)| *i == isa).map(|(_, y)| y.iter().map(|y| y.to_bits()).collect())
+                    };
+                    #[cfg(target_arch = "x86_64")]
+                    if let (Some(avx2), Some(avx512)) = (bits(Isa::Avx2Fma), bits(Isa::Avx512)) {
+                        let avx2: Vec<u32> = avx2;
+                        assert!(avx2 == avx512, "{inputs}×{hidden}×{layers} → {out}, fast {fast}: AVX-512 ≠ AVX2");
                     }
                 }
             }

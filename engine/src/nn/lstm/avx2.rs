@@ -195,7 +195,7 @@ fn step<const FAST: bool>(s: Step<'_>, k: &Consts) {
 /// `w · h` over whole lanes (the padding of both is zero).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-fn head(w: &[Lane], h: &[Lane]) -> f32 {
+pub(super) fn head(w: &[Lane], h: &[Lane]) -> f32 {
     let mut sum = _mm256_setzero_ps();
     for (w, h) in w.iter().zip(h) {
         sum = _mm256_fmadd_ps(load(w), load(h), sum);
