@@ -34,6 +34,8 @@ use crate::teacher::{self, Teacher};
 pub const MANIFEST_VERSION: u32 = 1;
 /// Longest test split a manifest may ask for, seconds.
 const MAX_SPLIT_SECONDS: f32 = 600.0;
+/// The longest `lfo_pre_roll_s` a modulation manifest may ask for.
+const MAX_PRE_ROLL_S: f32 = 10.0;
 /// Block length the evaluation runs the model in (what a live engine typically uses).
 const EVAL_BLOCK: usize = 64;
 
@@ -260,10 +262,10 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
                 let audio = manifest.chunk(chunk).map_err(bad_manifest)?;
                 model.restore_state();
                 let output = run_modulation(model.as_mut(), &audio.input, &audio.lfo);
-                let (e, s) = error_and_signal(&audio.target, &output);
+                let (e, s) = error_and_signal(&audio.target[audio.skip..], &output[audio.skip..]);
                 err += e;
                 sig += s;
-                samples += audio.input.len();
+                samples += audio.input.len() - audio.skip;
             }
             splits.push(SplitEvaluation {
                 split: split.clone(),
@@ -354,13 +356,20 @@ pub struct ModulationManifest {
     /// Splits whose recorded ESR is above their target: the model ships as the best its recipe reached, and says so.
     #[serde(default)]
     pub targets_missed: Vec<String>,
+    /// Seconds of silence before each chunk during which the LFO already runs, not scored: the chunk's audio meets
+    /// the LFO at the chunk's phase without a step, as in the pedal, whose LFO never jumps. (0 in manifests
+    /// written before 2026-11-27: the LFO stepped from the prewarm's 0 to the chunk's phase at its first sample.)
+    #[serde(default)]
+    pub lfo_pre_roll_s: f32,
 }
 
-/// A modulation chunk's audio: the corpus input, the LFO as the model is fed it, and the teacher's output.
+/// A modulation chunk's audio: the input, the LFO as the model is fed it, and the teacher's output, each starting
+/// with `skip` samples of pre-roll that are not scored.
 pub struct ChunkAudio {
     pub input: Vec<f32>,
     pub lfo: Vec<f32>,
     pub target: Vec<f32>,
+    pub skip: usize,
 }
 
 /// One piece of a modulation test split.
@@ -395,6 +404,9 @@ impl ModulationManifest {
         if !manifest.chunks.contains_key("test") {
             return Err("chunks has no \"test\" split".into());
         }
+        if !(0.0..=MAX_PRE_ROLL_S).contains(&manifest.lfo_pre_roll_s) {
+            return Err(format!("lfo_pre_roll_s must be in 0..={MAX_PRE_ROLL_S}"));
+        }
         for split in &manifest.targets_missed {
             let (Some(target), Some(recorded)) = (manifest.target_esr.get(split), manifest.results.get(split)) else {
                 return Err(format!("targets_missed names '{split}', which has no target or result"));
@@ -425,7 +437,10 @@ impl ModulationManifest {
         Ok(manifest)
     }
 
+    /// The teacher for a chunk, its LFO started `lfo_pre_roll_s` before the chunk's phase.
     fn build_teacher(&self, chunk: &Chunk) -> Result<Box<dyn Teacher>, teacher::TeacherError> {
+        let phase =
+            (f64::from(chunk.phase) - f64::from(chunk.rate) * f64::from(self.lfo_pre_roll_s)).rem_euclid(1.0) as f32;
         let mut params: Vec<(String, String)> = Vec::new();
         for (k, v) in &self.teacher.params {
             let v = if k == "depth" { v * f64::from(chunk.depth_scale) } else { *v };
@@ -433,18 +448,20 @@ impl ModulationManifest {
         }
         params.push(("rate".into(), chunk.rate.to_string()));
         params.push(("waveform".into(), chunk.waveform.clone()));
-        params.push(("phase".into(), chunk.phase.to_string()));
+        params.push(("phase".into(), phase.to_string()));
         teacher::build(&self.teacher.kind, self.sample_rate as f32, &params)
     }
 
-    /// A chunk's audio, regenerated.
+    /// A chunk's audio, regenerated, after its pre-roll.
     pub fn chunk(&self, chunk: &Chunk) -> Result<ChunkAudio, String> {
         let spec = CorpusSpec { sample_rate: self.sample_rate as f32, ..CorpusSpec::new(chunk.seed, chunk.seconds) };
-        let input = corpus::generate(&spec).samples;
+        let skip = (f64::from(self.lfo_pre_roll_s) * f64::from(self.sample_rate)) as usize;
+        let mut input = vec![0.0; skip];
+        input.extend(corpus::generate(&spec).samples);
         let mut teacher = self.build_teacher(chunk).map_err(|e| format!("teacher: {e}"))?;
         let (output, lfo) = teacher::render(teacher.as_mut(), &input);
         let lfo = lfo.iter().map(|v| v * chunk.depth_scale).collect();
-        Ok(ChunkAudio { input, lfo, target: output })
+        Ok(ChunkAudio { input, lfo, target: output, skip })
     }
 
     fn describe(&self, split: &str) -> String {
@@ -560,6 +577,27 @@ mod tests {
         // At 2 Hz a quarter second (12 000 samples) is half a cycle: the bottom.
         assert!((audio.lfo[12_000] + 0.5).abs() < 1e-3, "{}", audio.lfo[12_000]);
         assert!(esr(&audio.target, &audio.input) > 0.01, "the teacher changes the signal");
+    }
+
+    #[test]
+    fn a_pre_rolled_chunk_meets_its_lfo_at_the_chunk_phase_after_silence() {
+        let plain = ModulationManifest::parse(MODULATION).unwrap();
+        let text = MODULATION.replace("\"targets_missed\"", "\"lfo_pre_roll_s\": 0.1, \"targets_missed\"");
+        let m = ModulationManifest::parse(&text).unwrap();
+        let (before, audio) = (plain.chunk(&plain.chunks["test"][0]).unwrap(), m.chunk(&m.chunks["test"][0]).unwrap());
+        assert_eq!(audio.skip, 4_800);
+        assert_eq!(audio.input.len(), 24_000 + 4_800);
+        assert!(audio.input[..4_800].iter().all(|x| *x == 0.0) && audio.input[4_800..] == before.input[..]);
+        // The LFO runs through the silence (at 2 Hz a fifth of a cycle: from phase 0.05, a fifth of the way up to
+        // the top, 0.2 × 0.5), and meets the audio at the chunk's phase.
+        assert!((audio.lfo[0] - 0.1).abs() < 1e-4, "{}", audio.lfo[0]);
+        let worst = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+        assert!(worst(&audio.lfo[4_800..], &before.lfo) < 1e-5);
+        // The teacher is silent in silence, and then the same as without the pre-roll.
+        assert!(audio.target[..4_800].iter().all(|y| *y == 0.0));
+        assert!(worst(&audio.target[4_800..], &before.target) < 1e-4);
+        let bad = MODULATION.replace("\"targets_missed\"", "\"lfo_pre_roll_s\": -1, \"targets_missed\"");
+        assert!(ModulationManifest::parse(&bad).unwrap_err().contains("lfo_pre_roll_s"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
     python training/modulation/train.py RECIPE [--threads N] [--workdir DIR] [--max-minutes M] [--out-dir DIR]
                                                [--device cuda] [--override JSON]
+    python training/modulation/train.py RECIPE --remeasure     # the shipped file: its test ESRs again
 
 The "grey-box" idea of Wright & Välimäki: the network is given the LFO value of every sample next to the audio,
 so it never has to learn the oscillator, and the player's rate knob keeps working after training. The LFO is the
@@ -22,13 +23,19 @@ sampler are seeded). Splits are lists of chunks (expand_chunks): chunk i of a sp
 Training: Adam, truncated back-propagation through time (each window: `warmup` samples without gradient from a
 zero state, then `updates_per_window` updates of `truncate` samples each), loss = ESR + ESR of the pre-emphasised
 signals (1 - 0.85 z^-1); learning rate decays exponentially over the time limit to `lr_final_fraction` of its
-start. Validation every `validate_every_s` seconds on whole chunks (from a zero state after 0.5 s of silence, as
-the engine's prewarm), keeping the best; stop at the time limit or once the validation ESR is under
-`stop_at_fraction_of_target` of the test target.
+start. Validation every `validate_every_s` seconds on whole chunks, keeping the best; stop at the time limit or once the
+validation ESR is under `stop_at_fraction_of_target` of the test target.
 
-The test splits are run through the exported weights exactly as the engine runs them (0.5 s of silence first) and
-their ESRs go to the manifest `<name>.manifest.json` beside `<name>.nam`; `neuralboard eval --model FILE`
-regenerates them in Rust. The binary is $NEURALBOARD if set, else `cargo build --release -p neuralboard`.
+Held-out chunks (validation and test) are scored as the pedal plays: the model starts from its prewarmed state
+(0.5 s of silence with the LFO at 0, the engine's prewarm), then gets PRE_ROLL_S of silence while the LFO already
+runs, so that the chunk's audio meets the LFO at the chunk's phase without a step (the pedal's LFO never jumps);
+the pre-roll is not scored. Until 2026-11-27 the chunks started straight after the prewarm, the LFO stepping from
+0 to the chunk's phase: the flanger answered that step, which the pedal never makes, with up to 0.25 peak.
+
+The test splits are run through the exported weights exactly as the engine runs them and their ESRs go to the
+manifest `<name>.manifest.json` beside `<name>.nam`; `neuralboard eval --model FILE` regenerates them in Rust.
+`--remeasure` measures the shipped file again (the training record kept). The binary is $NEURALBOARD if set, else
+`cargo build --release -p neuralboard`.
 """
 
 from __future__ import annotations
@@ -55,6 +62,8 @@ RECIPES = HERE / "recipes.json"
 OUT_DIR = REPO / "assets" / "models" / "modulation"
 # The engine prewarms an LSTM with half a second of zeros at the model's rate (both input channels zero).
 PREWARM_S = 0.5
+# Silence before each held-out chunk with the LFO running, not scored (see the module's doc).
+PRE_ROLL_S = 0.5
 MANIFEST_VERSION = 1
 GOLDEN = 0.618034
 
@@ -86,19 +95,34 @@ def teacher_params(recipe: dict, chunk: dict) -> dict:
     return params
 
 
-def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(audio, LFO as the model sees it, teacher output) for one chunk."""
+def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict, pre_roll_s: float = 0.0) \
+        -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(audio, LFO as the model sees it, teacher output) for one chunk, after `pre_roll_s` of silence during which
+    the LFO runs up to the chunk's phase (the teacher starts that much earlier in its cycle)."""
     rate = recipe["sample_rate"]
     # Named by everything that makes them, so a reused work folder never serves another recipe's data.
-    key = hashlib.sha1(json.dumps([recipe["teacher"], chunk, rate], sort_keys=True).encode()).hexdigest()[:10]
-    stem = tmp / f"{chunk['seed']}-{key}"
+    key = hashlib.sha1(json.dumps([recipe["teacher"], chunk, rate, pre_roll_s], sort_keys=True).encode()).hexdigest()
+    stem = tmp / f"{chunk['seed']}-{key[:10]}"
     run_once([nb, "corpus", "--seed", chunk["seed"], "--seconds", chunk["seconds"], "--rate", rate, f"{stem}-x.wav"],
              Path(f"{stem}-x.wav"))
-    params = [a for k, v in teacher_params(recipe, chunk).items() for a in ("--param", f"{k}={v}")]
-    run_once([nb, "teacher", recipe["teacher"]["kind"], *params, "--lfo-out", f"{stem}-lfo.wav", f"{stem}-x.wav",
+    params = teacher_params(recipe, chunk)
+    teacher_input = Path(f"{stem}-x.wav")
+    if pre_roll_s > 0:
+        silence = np.zeros(int(pre_roll_s * rate), dtype=np.float32)
+        teacher_input = Path(f"{stem}-xp.wav")
+        wavfile.write(teacher_input, rate, np.concatenate([silence, read_float(Path(f"{stem}-x.wav"))]))
+        params["phase"] = pre_rolled_phase(chunk, pre_roll_s)
+    params = [a for k, v in params.items() for a in ("--param", f"{k}={v}")]
+    run_once([nb, "teacher", recipe["teacher"]["kind"], *params, "--lfo-out", f"{stem}-lfo.wav", teacher_input,
               f"{stem}-y.wav"], Path(f"{stem}-lfo.wav"), Path(f"{stem}-y.wav"))
-    x, lfo, y = (read_float(Path(f"{stem}-{n}.wav")) for n in ("x", "lfo", "y"))
+    x = read_float(teacher_input)
+    lfo, y = (read_float(Path(f"{stem}-{n}.wav")) for n in ("lfo", "y"))
     return x, (lfo * np.float32(chunk["depth_scale"])).astype(np.float32), y
+
+
+def pre_rolled_phase(chunk: dict, pre_roll_s: float) -> float:
+    """The LFO's phase `pre_roll_s` before the chunk's: what `neuralboard eval` computes (in f64, then to f32)."""
+    return (float(np.float32(chunk["phase"])) - float(np.float32(chunk["rate"])) * pre_roll_s) % 1.0
 
 
 def main() -> None:
@@ -106,6 +130,8 @@ def main() -> None:
     ap = trainer_arguments(__doc__, recipes, OUT_DIR, threads=2, out_help="where the .nam and manifest go",
                            workdir_help="where the data and checkpoints go (default: a temp dir)",
                            gpu=True)
+    ap.add_argument("--remeasure", action="store_true",
+                    help="measure the shipped file in --out-dir again (test ESRs, manifest) instead of training")
     args = ap.parse_args()
     recipe = merged(recipes[args.recipe], args.override)
     learning = recipe["learning"]
@@ -123,7 +149,12 @@ def main() -> None:
     # 1. Data.
     log(f"making data in {tmp}")
     chunks = {split: expand_chunks(recipe, split) for split in recipe["splits"]}
-    data = {split: [make_chunk(nb, tmp, recipe, c) for c in cs] for split, cs in chunks.items()}
+    if args.remeasure:
+        chunks = {split: cs for split, cs in chunks.items() if split.startswith("test")}
+    # Held-out chunks start after a pre-roll of silence with the LFO running (not scored); training windows are
+    # cut from anywhere in their chunks.
+    pre_roll = {split: 0 if split == "train" else int(PRE_ROLL_S * rate) for split in chunks}
+    data = {split: [make_chunk(nb, tmp, recipe, c, pre_roll[split] / rate) for c in cs] for split, cs in chunks.items()}
 
     def stacked(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A split's chunks as one batch ([B, T, 2] input after the prewarm silence, [B, T] target)."""
@@ -168,12 +199,17 @@ def main() -> None:
             for s in range(0, inp.shape[1], 16384):
                 piece, state = model(inp[:, s:s + 16384].contiguous().to(dev), state)
                 pieces.append(piece.cpu())
-        out = torch.cat(pieces, dim=1)[:, prewarm:].numpy()
-        per = [esr(y, out[b, :len(y)]) for b, (_, _, y) in enumerate(data[split])]
-        total_err = sum(np.sum((y.astype(np.float64) - out[b, :len(y)]) ** 2) for b, (_, _, y) in
-                        enumerate(data[split]))
-        total = sum(np.sum(y.astype(np.float64) ** 2) for _, _, y in data[split])
+        skip = pre_roll[split]
+        out = torch.cat(pieces, dim=1)[:, prewarm + skip:].numpy()
+        targets = [y[skip:] for _, _, y in data[split]]
+        per = [esr(y, out[b, :len(y)]) for b, y in enumerate(targets)]
+        total_err = sum(np.sum((y.astype(np.float64) - out[b, :len(y)]) ** 2) for b, y in enumerate(targets))
+        total = sum(np.sum(y.astype(np.float64) ** 2) for y in targets)
         return float(total_err / total), per
+
+    if args.remeasure:
+        remeasure(args, recipe, Net, evaluate, commit, torch)
+        return
 
     train = [(np.stack([x, lfo], axis=1), y) for x, lfo, y in data["train"]]
     lengths = np.array([len(y) for _, y in train], dtype=np.float64)
@@ -243,12 +279,7 @@ def main() -> None:
         net.head.weight.detach().numpy().ravel(),
         net.head.bias.detach().numpy(),
     ]).astype(np.float32)
-    results = {}
-    for split in chunks:
-        if split.startswith("test"):
-            total, per = evaluate(net, split)
-            results[split] = {"esr": total, "per_chunk": [round(e, 6) for e in per]}
-            log(f"{split}: ESR {total:.5f} per chunk {[f'{e:.4f}' for e in per]}")
+    results = test_results(net, evaluate, chunks)
     meta = dict(recipe["nam_metadata"])
     meta["neuralboard"] = {
         "effect": recipe["teacher"]["kind"],
@@ -273,11 +304,7 @@ def main() -> None:
     tmp_out = nam_out.with_suffix(".nam.tmp")
     tmp_out.write_text(json.dumps(model, separators=(",", ":")))
     os.replace(tmp_out, nam_out)
-    # A model that misses a target still ships if it is the best the recipe reaches, but says so: the suite then
-    # holds it to its recorded error instead of the target (the target stays in the manifest, and the issue open).
-    missed = [split for split, target in recipe["target_esr"].items() if results[split]["esr"] > target]
-    if missed:
-        log(f"targets missed: {missed}")
+    missed = targets_missed(recipe, results)
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "name": args.recipe,
@@ -289,8 +316,8 @@ def main() -> None:
         "results": results,
         "target_esr": recipe["target_esr"],
         "targets_missed": missed,
-        "esr_definition": "sum((teacher - model)^2) / sum(teacher^2) over all chunks of a split, the model fed "
-                          "[audio, depth_scale * LFO] after 0.5 s of silence from a zero state",
+        "lfo_pre_roll_s": PRE_ROLL_S,
+        "esr_definition": ESR_DEFINITION,
         "training": {
             "recipe": f"python training/modulation/train.py {args.recipe}",
             "commit": commit,
@@ -310,6 +337,73 @@ def main() -> None:
     manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     log(f"wrote {nam_out} and {manifest_path}")
+
+
+ESR_DEFINITION = (
+    "sum((teacher - model)^2) / sum(teacher^2) over all chunks of a split, the model fed [audio, depth_scale * LFO] "
+    "from a zero state after 0.5 s of silence with the LFO at 0 (the engine's prewarm), then lfo_pre_roll_s of "
+    "silence with the LFO running up to the chunk's phase (not scored)")
+
+
+def test_results(net, evaluate, chunks: dict) -> dict:
+    """Each test split's ESR and per-chunk ESRs, for the manifest."""
+    results = {}
+    for split in chunks:
+        if split.startswith("test"):
+            total, per = evaluate(net, split)
+            results[split] = {"esr": total, "per_chunk": [round(e, 6) for e in per]}
+            log(f"{split}: ESR {total:.5f} per chunk {[f'{e:.4f}' for e in per]}")
+    return results
+
+
+def targets_missed(recipe: dict, results: dict) -> list[str]:
+    """A model that misses a target still ships if it is the best the recipe reaches, but says so: the suite then
+    holds it to its recorded error instead of the target (the target stays in the manifest, and the issue open)."""
+    missed = [split for split, target in recipe["target_esr"].items() if results[split]["esr"] > target]
+    if missed:
+        log(f"targets missed: {missed}")
+    return missed
+
+
+def remeasure(args, recipe: dict, net_class, evaluate, commit: str, torch) -> None:
+    """Measures the shipped `.nam` in --out-dir again, as the test ESRs are now defined, into its manifest (the
+    training record kept, the re-measurement recorded beside it)."""
+    nam_path = args.out_dir / f"{args.recipe}.nam"
+    manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
+    model, manifest = json.loads(nam_path.read_text()), json.loads(manifest_path.read_text())
+    tests = dict(manifest["chunks"])
+    assert tests == {split: expand_chunks(recipe, split) for split in tests}, "the manifest's chunks are not the recipe's"
+    net = net_class()
+    hidden = model["config"]["hidden_size"]
+    w = np.asarray(model["weights"], dtype=np.float32)
+    cols = 2 + hidden
+    matrix, w = w[:4 * hidden * cols].reshape(4 * hidden, cols), w[4 * hidden * cols:]
+    bias, w = w[:4 * hidden], w[4 * hidden:]
+    state, w = w[:2 * hidden], w[2 * hidden:]
+    assert not state.any(), "the exported initial state is zero"
+    with torch.no_grad():
+        net.lstm.weight_ih_l0.copy_(torch.from_numpy(matrix[:, :2]))
+        net.lstm.weight_hh_l0.copy_(torch.from_numpy(matrix[:, 2:]))
+        net.lstm.bias_ih_l0.copy_(torch.from_numpy(bias))
+        net.lstm.bias_hh_l0.zero_()
+        net.head.weight.copy_(torch.from_numpy(w[:hidden])[None])
+        net.head.bias.fill_(float(w[hidden]))
+    before = {split: r["esr"] for split, r in manifest["results"].items()}
+    results = test_results(net, evaluate, tests)
+    manifest.update(results=results, targets_missed=targets_missed(recipe, results), lfo_pre_roll_s=PRE_ROLL_S,
+                    esr_definition=ESR_DEFINITION)
+    manifest["remeasured"] = {
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "framework": f"torch {torch.__version__}",
+        "esr_before": before,
+        "note": "the held-out chunks now start after 0.5 s of silence with the LFO running (lfo_pre_roll_s); before, "
+                "the LFO stepped from 0 to the chunk's phase at the chunk's first sample",
+    }
+    tmp_out = manifest_path.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp_out, manifest_path)
+    log(f"wrote {manifest_path}")
 
 
 if __name__ == "__main__":
