@@ -4,6 +4,7 @@
     python training/modulation/train.py RECIPE [--threads N] [--workdir DIR] [--max-minutes M] [--out-dir DIR]
                                                [--device cuda] [--override JSON]
     python training/modulation/train.py RECIPE --remeasure     # the shipped file: its test ESRs again
+    python training/modulation/train.py RECIPE --init FILE     # fine-tune: start from an exported model
 
 The "grey-box" idea of Wright & Välimäki: the network is given the LFO value of every sample next to the audio,
 so it never has to learn the oscillator, and the player's rate knob keeps working after training. The LFO is the
@@ -23,7 +24,8 @@ sampler are seeded). Splits are lists of chunks (expand_chunks): chunk i of a sp
 Training: Adam, truncated back-propagation through time (each window: `warmup` samples without gradient from a
 zero state, then `updates_per_window` updates of `truncate` samples each), loss = ESR + ESR of the pre-emphasised
 signals (1 - 0.85 z^-1); learning rate decays exponentially over the time limit to `lr_final_fraction` of its
-start. Validation every `validate_every_s` seconds on whole chunks, keeping the best; stop at the time limit or once the
+start. Validation every `validate_every_s` seconds on the whole chunks of every split named `validation...` (the
+criterion: the mean of their ESRs), keeping the best; stop at the time limit or once the
 validation ESR is under `stop_at_fraction_of_target` of the test target.
 
 Held-out chunks (validation and test) are scored as the pedal plays: the model starts from its prewarmed state
@@ -34,7 +36,10 @@ the pre-roll is not scored. Until 2026-11-27 the chunks started straight after t
 
 The test splits are run through the exported weights exactly as the engine runs them and their ESRs go to the
 manifest `<name>.manifest.json` beside `<name>.nam`; `neuralboard eval --model FILE` regenerates them in Rust.
-`--remeasure` measures the shipped file again (the training record kept). The binary is $NEURALBOARD if set, else
+`--remeasure` measures the shipped file again (the training record kept). `--init FILE` starts from an exported
+model of the recipe's shape instead of torch's initialisation (fine-tuning; give a lower `learning.lr` with
+--override): the manifest records the file's SHA-256, and the starting model is the first candidate for the best,
+so a fine-tune never ships worse than it started on the validation split. The binary is $NEURALBOARD if set, else
 `cargo build --release -p neuralboard`.
 """
 
@@ -132,6 +137,9 @@ def main() -> None:
                            gpu=True)
     ap.add_argument("--remeasure", action="store_true",
                     help="measure the shipped file in --out-dir again (test ESRs, manifest) instead of training")
+    ap.add_argument("--init", type=Path,
+                    help="start from this exported .nam (the recipe's shape) instead of the initialisation: "
+                         "fine-tuning; the manifest records the file's SHA-256")
     args = ap.parse_args()
     recipe = merged(recipes[args.recipe], args.override)
     learning = recipe["learning"]
@@ -180,7 +188,11 @@ def main() -> None:
             out, state = self.lstm(inp, state)
             return inp[..., 0] + self.head(out)[..., 0], state
 
-    net = Net().to(device)
+    net = Net()
+    if args.init:
+        load_nam_weights(net, json.loads(args.init.read_text()), torch)
+        log(f"starting from {args.init}")
+    net = net.to(device)
     opt = torch.optim.Adam(net.parameters(), lr=learning["lr"])
     coef = learning["pre_emphasis"]
 
@@ -211,6 +223,13 @@ def main() -> None:
         remeasure(args, recipe, Net, evaluate, commit, torch)
         return
 
+    validation_splits = [split for split in chunks if split.startswith("validation")]
+
+    def criterion(model: Net) -> tuple[float, dict]:
+        """The mean of the validation splits' ESRs, and each."""
+        per_split = {split: round(evaluate(model, split)[0], 6) for split in validation_splits}
+        return float(np.mean(list(per_split.values()))), per_split
+
     train = [(np.stack([x, lfo], axis=1), y) for x, lfo, y in data["train"]]
     lengths = np.array([len(y) for _, y in train], dtype=np.float64)
     rng = np.random.default_rng(learning["seed"])
@@ -224,6 +243,9 @@ def main() -> None:
 
     t0 = time.time()
     best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+    if args.init:
+        best = (criterion(net)[0], copy.deepcopy(net.state_dict()), 0)
+        log(f"validation ESR at the start: {best[0]:.5f}")
     last_val = t0
     windows = 0
     history = []
@@ -253,17 +275,18 @@ def main() -> None:
         windows += 1
         if time.time() - last_val > learning["validate_every_s"]:
             last_val = time.time()
-            val, _ = evaluate(net, "validation")
+            val, per_split = criterion(net)
             if val < best[0]:
                 best = (val, copy.deepcopy(net.state_dict()), windows)
-            history.append({"minutes": round((time.time() - t0) / 60, 2), "windows": windows, "validation_esr": val})
+            history.append({"minutes": round((time.time() - t0) / 60, 2), "windows": windows, "validation_esr": val,
+                            **({"splits": per_split} if len(per_split) > 1 else {})})
             log(f"{(time.time() - t0) / 60:5.1f} min, {windows} windows, loss {loss.item():.5f}, "
-                f"validation ESR {val:.5f} (best {best[0]:.5f})")
+                f"validation ESR {val:.5f} (best {best[0]:.5f}){'' if len(per_split) == 1 else f' {per_split}'}")
             if val < stop_below:
                 log(f"validation ESR under {stop_below}: stopping")
                 break
     minutes = (time.time() - t0) / 60
-    val, _ = evaluate(net, "validation")
+    val, _ = criterion(net)
     if val < best[0]:
         best = (val, copy.deepcopy(net.state_dict()), windows)
     net.load_state_dict(best[1])
@@ -325,13 +348,15 @@ def main() -> None:
             "framework": f"torch {torch.__version__}",
             "machine": f"{platform.machine()}, {device_name(torch, device)}, {args.threads} torch threads",
             "overrides": args.override,
+            **({"init": {"file": str(args.init), "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}}
+               if args.init else {}),
             "minutes": round(minutes, 1),
             "windows": windows,
             "best_at_window": best[2],
             "best_validation_esr": best[0],
             "validation_history": history,
             "train_chunks": chunks["train"],
-            "validation_chunks": chunks["validation"],
+            **{f"{split}_chunks": chunks[split] for split in validation_splits},
         },
     }
     manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
@@ -365,18 +390,14 @@ def targets_missed(recipe: dict, results: dict) -> list[str]:
     return missed
 
 
-def remeasure(args, recipe: dict, net_class, evaluate, commit: str, torch) -> None:
-    """Measures the shipped `.nam` in --out-dir again, as the test ESRs are now defined, into its manifest (the
-    training record kept, the re-measurement recorded beside it)."""
-    nam_path = args.out_dir / f"{args.recipe}.nam"
-    manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
-    model, manifest = json.loads(nam_path.read_text()), json.loads(manifest_path.read_text())
-    tests = dict(manifest["chunks"])
-    assert tests == {split: expand_chunks(recipe, split) for split in tests}, "the manifest's chunks are not the recipe's"
-    net = net_class()
+def load_nam_weights(net, model: dict, torch) -> None:
+    """Sets `net` to the weights of an exported model (the inverse of the export in `main`; the summed bias goes to
+    `bias_ih`)."""
     hidden = model["config"]["hidden_size"]
+    assert hidden == net.lstm.hidden_size and model["config"]["input_size"] == 2, "not this recipe's shape"
     w = np.asarray(model["weights"], dtype=np.float32)
     cols = 2 + hidden
+    assert len(w) == 4 * hidden * cols + 6 * hidden + hidden + 1, "weight count"
     matrix, w = w[:4 * hidden * cols].reshape(4 * hidden, cols), w[4 * hidden * cols:]
     bias, w = w[:4 * hidden], w[4 * hidden:]
     state, w = w[:2 * hidden], w[2 * hidden:]
@@ -388,6 +409,18 @@ def remeasure(args, recipe: dict, net_class, evaluate, commit: str, torch) -> No
         net.lstm.bias_hh_l0.zero_()
         net.head.weight.copy_(torch.from_numpy(w[:hidden])[None])
         net.head.bias.fill_(float(w[hidden]))
+
+
+def remeasure(args, recipe: dict, net_class, evaluate, commit: str, torch) -> None:
+    """Measures the shipped `.nam` in --out-dir again, as the test ESRs are now defined, into its manifest (the
+    training record kept, the re-measurement recorded beside it)."""
+    nam_path = args.out_dir / f"{args.recipe}.nam"
+    manifest_path = args.out_dir / f"{args.recipe}.manifest.json"
+    model, manifest = json.loads(nam_path.read_text()), json.loads(manifest_path.read_text())
+    tests = dict(manifest["chunks"])
+    assert tests == {split: expand_chunks(recipe, split) for split in tests}, "the manifest's chunks are not the recipe's"
+    net = net_class()
+    load_nam_weights(net, model, torch)
     before = {split: r["esr"] for split, r in manifest["results"].items()}
     results = test_results(net, evaluate, tests)
     manifest.update(results=results, targets_missed=targets_missed(recipe, results), lfo_pre_roll_s=PRE_ROLL_S,
