@@ -143,6 +143,17 @@ def main() -> None:
     args = ap.parse_args()
     recipe = merged(recipes[args.recipe], args.override)
     learning = recipe["learning"]
+    if recipe.get("init") and not args.init and not args.remeasure:
+        parent = recipe["init"]
+        raise SystemExit(
+            f"recipe {args.recipe} fine-tunes the model of recipe {parent['recipe']}: give it with --init FILE (the "
+            f"one used: `git show {parent['git_show']}`, SHA-256 {parent['sha256']}; or train {parent['recipe']} "
+            f"first)")
+    if args.init and recipe.get("init"):
+        found = hashlib.sha256(args.init.read_bytes()).hexdigest()
+        if found != recipe["init"]["sha256"]:
+            log(f"note: {args.init} is not the parent this recipe was trained from (SHA-256 {found}, recipe "
+                f"{recipe['init']['sha256']}): the result will differ")
 
     import torch
 
