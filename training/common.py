@@ -4,6 +4,7 @@ run starts (arguments, work folder)."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -83,6 +84,26 @@ def trainer_arguments(doc: str, recipes: dict, out_dir: Path, threads: int, out_
     ap.add_argument("--device", default="cpu", help="torch device to train on (cpu, cuda); the export and the "
                     "manifest's ESRs are computed on the CPU either way")
     return ap
+
+
+def check_init(name: str, recipe: dict, init: Path | None, remeasure: bool) -> None:
+    """A recipe with a top-level `init` fine-tunes another recipe's model: training it requires --init, and a file
+    other than the recorded parent (by SHA-256) is allowed with a note."""
+    parent = recipe.get("init")
+    if parent and not init and not remeasure:
+        raise SystemExit(
+            f"recipe {name} fine-tunes the model of recipe {parent['recipe']}: give it with --init FILE (the one "
+            f"used: `git show {parent['git_show']}`, SHA-256 {parent['sha256']}; or train {parent['recipe']} first)")
+    if init and parent:
+        found = hashlib.sha256(init.read_bytes()).hexdigest()
+        if found != parent["sha256"]:
+            log(f"note: {init} is not the parent this recipe was trained from (SHA-256 {found}, recipe "
+                f"{parent['sha256']}): the result will differ")
+
+
+def init_record(init: Path | None) -> dict:
+    """What a manifest's training record says about --init: the file and its SHA-256 (nothing without one)."""
+    return {"init": {"file": str(init), "sha256": hashlib.sha256(init.read_bytes()).hexdigest()}} if init else {}
 
 
 def merged(base: dict, override: dict) -> dict:

@@ -70,7 +70,6 @@ from __future__ import annotations
 
 import copy
 import datetime
-import hashlib
 import json
 import math
 import os
@@ -83,7 +82,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import device_name, esr, log, merged, run, run_once, start_run, trainer_arguments  # noqa: E402
+from common import check_init, device_name, esr, init_record, log, merged, run, run_once, start_run, trainer_arguments  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recurrent import CHECK_TOLERANCE, max_check_error  # noqa: E402
@@ -537,17 +536,7 @@ def main() -> None:
     if args.lr:
         learning["lr"] = args.lr
     cfg = recipe["model"]
-    if recipe.get("init") and not args.init and not args.remeasure:
-        parent = recipe["init"]
-        raise SystemExit(
-            f"recipe {args.recipe} fine-tunes the model of recipe {parent['recipe']}: give it with --init FILE (the "
-            f"one used: `git show {parent['git_show']}`, SHA-256 "
-            f"{parent['sha256']}; or train {parent['recipe']} first)")
-    if args.init and recipe.get("init"):
-        found = hashlib.sha256(args.init.read_bytes()).hexdigest()
-        if found != recipe["init"]["sha256"]:
-            log(f"note: {args.init} is not the parent this recipe was trained from (SHA-256 {found}, recipe "
-                f"{recipe['init']['sha256']}): the result will differ")
+    check_init(args.recipe, recipe, args.init, args.remeasure)
 
     import torch
 
@@ -734,8 +723,7 @@ def main() -> None:
             "best_validation_esr": best[0],
             "loss": loss_name,
             "overrides": args.override,
-            **({"init": {"file": str(args.init), "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}}
-               if args.init else {}),
+            **init_record(args.init),
             "validation_history": history,
             "train_chunks": [c for sp in train_splits for c in chunks[sp]],
             "validation_chunks": [c for sp in chunks if sp.startswith("validation") for c in chunks[sp]],

@@ -59,7 +59,7 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import device_name, esr, log, merged, run_once, start_run, trainer_arguments  # noqa: E402
+from common import check_init, device_name, esr, init_record, log, merged, run_once, start_run, trainer_arguments  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -143,17 +143,7 @@ def main() -> None:
     args = ap.parse_args()
     recipe = merged(recipes[args.recipe], args.override)
     learning = recipe["learning"]
-    if recipe.get("init") and not args.init and not args.remeasure:
-        parent = recipe["init"]
-        raise SystemExit(
-            f"recipe {args.recipe} fine-tunes the model of recipe {parent['recipe']}: give it with --init FILE (the "
-            f"one used: `git show {parent['git_show']}`, SHA-256 {parent['sha256']}; or train {parent['recipe']} "
-            f"first)")
-    if args.init and recipe.get("init"):
-        found = hashlib.sha256(args.init.read_bytes()).hexdigest()
-        if found != recipe["init"]["sha256"]:
-            log(f"note: {args.init} is not the parent this recipe was trained from (SHA-256 {found}, recipe "
-                f"{recipe['init']['sha256']}): the result will differ")
+    check_init(args.recipe, recipe, args.init, args.remeasure)
 
     import torch
 
@@ -359,8 +349,7 @@ def main() -> None:
             "framework": f"torch {torch.__version__}",
             "machine": f"{platform.machine()}, {device_name(torch, device)}, {args.threads} torch threads",
             "overrides": args.override,
-            **({"init": {"file": str(args.init), "sha256": hashlib.sha256(args.init.read_bytes()).hexdigest()}}
-               if args.init else {}),
+            **init_record(args.init),
             "minutes": round(minutes, 1),
             "windows": windows,
             "best_at_window": best[2],
