@@ -7,7 +7,8 @@ A numpy reference for the Rust side, read from the exported file alone: the cont
 setting, then per sample the expand layer (the audio, and its level in decibels where the file has `level_floor_db`), the blocks
 (Linear, PReLU, the S4D recurrence discretised by zero-order hold in double precision, BatchNorm with running
 statistics, FiLM, PReLU, residual) and the output: tanh, or with `"output": "gain"` the input times
-exp(-softplus(.)). With a check file
+exp(-softplus(.)). With `"block": D` the network runs once per block of D samples on the block's RMS and level
+(its mean square in decibels), and the gain is ramped over the next block (train.py's gain_ramp). With a check file
 it runs every case and prints the largest difference to the check's output (the training framework's
 FFT-convolution form); train.py calls `max_check_error` after export and refuses a file over `CHECK_TOLERANCE`.
 """
@@ -58,18 +59,39 @@ def run(model: dict, x: np.ndarray, controls: dict) -> np.ndarray:
     lw = np.array(w["expand"]["level_weight"]) if floor is not None else None
     cw, cb = np.array(w["contract"]["weight"]), w["contract"]["bias"]
     gain = model.get("output", "tanh") == "gain"
-    out = np.empty(len(x))
-    for t, xt in enumerate(x.astype(np.float64)):
-        h = ew * xt + eb
+
+    def step(audio_in: float, level_in: float) -> float:
+        """One frame through the network: the expand layer's two inputs in, the contraction's output out."""
+        h = ew * audio_in + eb
         if lw is not None:
-            with np.errstate(divide="ignore"):
-                h = h + lw * (1.0 + max(20.0 * np.log10(abs(xt)), floor) / -floor)
+            h = h + lw * level_in
         for b in blocks:
             v = prelu(b["w"] @ h + b["b"], b["p1"])
             b["state"] = b["abar"] * b["state"] + b["bbar"] * v[:, None]
             s = 2.0 * np.real(np.sum(b["c"] * b["state"], axis=1)) + b["d"] * v
             h = prelu(s * b["alpha"] + b["beta"], b["p2"]) + b["r"] * h
-        o = cw @ h + cb
+        return cw @ h + cb
+
+    x64 = x.astype(np.float64)
+    out = np.empty(len(x))
+    d = model["config"].get("block")
+    if d:
+        # Control rate: the network steps once per block of d samples, on the block's RMS and level (from its mean
+        # square), and block k's samples ramp the log-gain from L[k-2] to L[k-1] (0 before the first outputs).
+        prev2 = prev1 = 0.0
+        for k in range(0, len(x64), d):
+            f = np.arange(1, d + 1)[:len(x64) - k] / d
+            out[k:k + d] = x64[k:k + d] * np.exp(prev2 + (prev1 - prev2) * f)
+            ms = float(np.mean(x64[k:k + d] ** 2)) if k + d <= len(x64) else None
+            if ms is not None:
+                with np.errstate(divide="ignore"):
+                    level_in = 1.0 + max(10.0 * np.log10(ms), floor) / -floor
+                prev2, prev1 = prev1, -np.logaddexp(0.0, step(np.sqrt(ms), level_in))
+        return out
+    for t, xt in enumerate(x64):
+        with np.errstate(divide="ignore"):
+            level_in = 1.0 + max(20.0 * np.log10(abs(xt)), floor) / -floor if lw is not None else 0.0
+        o = step(xt, level_in)
         # gain: y = x exp(-softplus(o)), never louder than the input; tanh: the output itself.
         out[t] = xt * np.exp(-np.logaddexp(0.0, o)) if gain else np.tanh(o)
     return out

@@ -323,6 +323,8 @@ def build_model(torch, cfg: dict):
         def forward(self, x, c, form: str = "chunked", chunk: int = 64, with_log_gain: bool = False):
             """x: (B, L) audio, c: (B, 2) controls (0..1) -> (B, L); with `with_log_gain` (the gain form only)
             also the gain applied, in nepers (B, L), for the log-gain loss."""
+            if cfg.get("block"):
+                return self.forward_blocks(x, c, form, chunk, with_log_gain)
             e = self.mlp(c)
             h = x[:, None, :] * self.expand.weight[:, 0, None] + self.expand.bias[:, None]
             if cfg.get("level_floor_db") is not None:
@@ -336,6 +338,24 @@ def build_model(torch, cfg: dict):
                 return (y, log_gain) if with_log_gain else y
             assert not with_log_gain, "the log-gain loss needs `output: gain`"
             return torch.tanh(o)
+
+        def forward_blocks(self, x, c, form: str, chunk: int, with_log_gain: bool):
+            """The control-rate gain computer (`block`: D samples): the network runs once per block of D samples on
+            the block's RMS and its level in dB (block_features) and gives the log-gain L[k]; sample j of block k
+            gets exp of the ramp from L[k-2] to L[k-1] (gain_ramp). Causal: L[k-1] is known when block k starts."""
+            d = cfg["block"]
+            length = x.shape[-1]
+            xp = torch.nn.functional.pad(x, (0, (-length) % d))
+            rms, lvl = block_features(torch, xp, d, cfg["level_floor_db"])
+            h = (rms[:, None, :] * self.expand.weight[:, 0, None] + lvl[:, None, :] * self.expand.weight[:, 1, None]
+                 + self.expand.bias[:, None])
+            e = self.mlp(c)
+            for block in self.blocks:
+                h = block(h, e, form, chunk)
+            o = torch.einsum("h,bhm->bm", self.contract.weight[0], h) + self.contract.bias
+            log_gain = gain_ramp(torch, -torch.nn.functional.softplus(o), d)[:, :length]
+            y = x * torch.exp(log_gain)
+            return (y, log_gain) if with_log_gain else y
 
     net = Net()
     if cfg.get("init") == "identity" and cfg.get("output") == "gain":
@@ -377,6 +397,23 @@ def level_feature(torch, x, floor_db: float):
     decibels, is a straight line of this input. Silence gives 0, so the zero state is the state of silence.
     """
     return 1.0 + torch.clamp(20.0 * torch.log10(torch.abs(x)), min=floor_db) / -floor_db
+
+
+def block_features(torch, x, d: int, floor_db: float):
+    """Per block of `d` samples (x: (B, M d)): the RMS, and the level 1 + max(10 log10(mean square), floor) / -floor
+    (0 at and under the floor and in silence, 1 at full scale): (B, M) each. The teacher's detector reads the mean
+    square, which the blocks keep; within a block the gain computer needs no finer time (its attack is 5-10 ms)."""
+    ms = torch.mean(x.reshape(x.shape[0], -1, d) ** 2, dim=-1)
+    return torch.sqrt(ms), 1.0 + torch.clamp(10.0 * torch.log10(ms), min=floor_db) / -floor_db
+
+
+def gain_ramp(torch, log_gain, d: int):
+    """Per-block log-gains L (B, M) to per-sample ones (B, M d): sample j of block k gets
+    L[k-2] + (L[k-1] - L[k-2]) (j + 1) / d, with L[-1] = L[-2] = 0 (unity gain, a zero state's)."""
+    padded = torch.nn.functional.pad(log_gain, (2, 0))
+    start, end = padded[:, :-2], padded[:, 1:-1]
+    f = torch.arange(1, d + 1, dtype=log_gain.dtype, device=log_gain.device) / d
+    return (start[..., None] + (end - start)[..., None] * f).reshape(log_gain.shape[0], -1)
 
 
 def f32(v) -> float:
@@ -759,7 +796,8 @@ def main() -> None:
         "sample_rate": rate,
         "config": {"channels": cfg["channels"], "modes": cfg["modes"], "depth": cfg["depth"],
                    "embedding": cfg["embedding"], "controls": CONTROLS,
-                   **({"level_floor_db": cfg["level_floor_db"]} if cfg.get("level_floor_db") is not None else {})},
+                   **({"level_floor_db": cfg["level_floor_db"]} if cfg.get("level_floor_db") is not None else {}),
+                   **({"block": cfg["block"]} if cfg.get("block") else {})},
         "weights": weights,
         "output": cfg.get("output", "tanh"),
         "metadata": recipe["metadata"],
