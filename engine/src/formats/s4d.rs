@@ -6,7 +6,8 @@
 //! { "format": "neuralboard-s4d", "version": 1, "sample_rate": 48000,
 //!   "config": { "channels": H, "modes": N, "depth": D, "embedding": E,
 //!               "controls": [{"name": "peak_reduction", "min": 0, "max": 100}, ...],
-//!               "level_floor_db": F },                                  optional: the level input (below)
+//!               "level_floor_db": F,                                    optional: the level input (below)
+//!               "block": D },                                           optional: the control-rate form (below)
 //!   "weights": { "mlp": [{"weight": [[in] x out], "bias": [out]}, ...],   ReLU after every layer, the last included
 //!                "expand": {"weight": [H], "bias": [H], "level_weight": [H]},   level_weight iff level_floor_db
 //!                "blocks": [{ "linear": {"weight": [[H] x H], "bias": [H]}, "prelu1": a,
@@ -22,6 +23,12 @@
 //! scale (0 in silence). The output `o = w_c · h + b_c` is the signal itself, `y = tanh(o)` ("tanh"), or a gain
 //! applied to the input, `y = x · e^{−softplus(o)} = x / (1 + e^{o})` ("gain": a gain computer, never louder than
 //! its input).
+//!
+//! With `block` set (a gain computer with a level input) the network runs at a control rate: once per block of `D`
+//! samples, on the block's RMS `r = √m` in place of `x` and its level `l = 1 + max(10 log₁₀ m, F) / −F`, `m` the
+//! mean square of the block's samples. Its output gives the log-gain `L[k] = −softplus(o)` (nepers) at the end of
+//! block `k`, and sample `j` of block `k` gets `y = x · e^{L[k−2] + (L[k−1] − L[k−2])·(j+1)/D}`: the gain ramps over
+//! each block to the last one computed, causally (`L[k−1]` is known when block `k` starts), with no steps.
 //!
 //! Everything is checked here (shapes, finite numbers, a stable state matrix, positive step sizes and variances,
 //! sizes within limits), so the network built from a [`S4dFile`] never meets a surprise.
@@ -43,6 +50,8 @@ pub const MAX_CHANNELS: usize = 256;
 pub const MAX_MODES: usize = 64;
 pub const MAX_DEPTH: usize = 32;
 pub const MAX_WIDTH: usize = 1024;
+/// The longest control-rate block (85 ms at 48 kHz): a gain computer must follow an attack.
+pub const MAX_CONTROL_BLOCK: usize = 4096;
 
 /// One control the network is conditioned on; the MLP sees `(value − min) / (max − min)`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -66,6 +75,9 @@ pub struct Config {
     /// The level input's floor in dB (see the module): absent, the network sees the audio only.
     #[serde(default)]
     pub level_floor_db: Option<f32>,
+    /// The control-rate form's block size in samples (see the module): absent, the network runs every sample.
+    #[serde(default)]
+    pub block: Option<usize>,
 }
 
 /// The input layer: per channel `h_c = w_c x + w_l,c l + b_c` (the level term only with a level input).
@@ -239,6 +251,14 @@ impl S4dFile {
                 return Err(invalid("config.level_floor_db", "missing (weights.expand has a level_weight)"));
             }
         }
+        if let Some(block) = c.block {
+            if block == 0 || block > MAX_CONTROL_BLOCK {
+                return Err(invalid("config.block", format!("{block} samples is outside 1..={MAX_CONTROL_BLOCK}")));
+            }
+            if self.output != "gain" || c.level_floor_db.is_none() {
+                return Err(invalid("config.block", "the control-rate form needs a gain output and a level input"));
+            }
+        }
         check_vec("weights.contract.weight", &w.contract.weight, h)?;
         check_finite("weights.contract.bias", &[w.contract.bias])?;
         if w.blocks.len() != c.depth {
@@ -369,6 +389,33 @@ pub(crate) mod tests {
         v["weights"]["expand"]["level_weight"] = json!(level);
         v["output"] = json!("gain");
         v
+    }
+
+    /// [`tiny_gain`] in the control-rate form, blocks of `block` samples.
+    pub(crate) fn tiny_control_rate(channels: usize, block: usize) -> Value {
+        let mut v = tiny_gain(channels);
+        v["config"]["block"] = json!(block);
+        v
+    }
+
+    #[test]
+    fn s4d_a_control_rate_gain_computer_parses_and_needs_a_gain_output_and_a_level() {
+        let file = parse(&tiny_control_rate(3, 32).to_string()).unwrap();
+        assert_eq!(file.config.block, Some(32));
+        assert_eq!(parse(&tiny_gain(3).to_string()).unwrap().config.block, None);
+        for (mutate, wanted) in [
+            (Box::new(|v: &mut Value| v["config"]["block"] = json!(0)) as Box<dyn FnOnce(&mut Value)>, "block: 0"),
+            (Box::new(|v: &mut Value| v["config"]["block"] = json!(1 << 20)), "outside 1..=4096"),
+            (Box::new(|v: &mut Value| v["output"] = json!("tanh")), "needs a gain output"),
+        ] {
+            let mut v = tiny_control_rate(3, 32);
+            mutate(&mut v);
+            let e = parse(&v.to_string()).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{e:?} should mention {wanted:?}");
+        }
+        let mut v = tiny(3);
+        v["config"]["block"] = json!(16);
+        assert!(parse(&v.to_string()).unwrap_err().to_string().contains("level input"));
     }
 
     #[test]

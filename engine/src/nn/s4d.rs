@@ -7,6 +7,9 @@
 //! (see `formats::s4d`). The controls go through a small ReLU MLP to an embedding that each block's FiLM layer turns
 //! into a per-channel scale γ and shift β.
 //!
+//! A file with a `block` size is a control-rate gain computer: the stack steps once per block of samples, on the
+//! block's RMS and level, and the log-gain it gives is ramped over the next block ([`ControlRate`]).
+//!
 //! Training computes each state-space layer as a causal FFT convolution with the kernel
 //! `K[l] = 2 Re Σₙ Cₙ (e^{dt·Aₙ} − 1)/Aₙ · e^{dt·Aₙ·l}`; here the same layer runs one sample at a time:
 //! `xₙ[t] = Āₙ xₙ[t−1] + B̄ₙ u[t]`, `y[t] = 2 Re Σₙ Cₙ xₙ[t] + D u[t]`, with `Ā = e^{dt·A}` and
@@ -29,6 +32,36 @@ use crate::formats::s4d::{Dense, Output, S4dFile};
 #[inline]
 fn level(x: f32, floor_db: f32) -> f32 {
     1.0 + (20.0 * x.abs().log10()).max(floor_db) / -floor_db
+}
+
+/// `−softplus(o) = −ln(1 + e^{o})`, the gain computer's log-gain in nepers, without overflow for large `o`.
+#[inline]
+fn neg_softplus(o: f32) -> f32 {
+    -(o.max(0.0) + (-o.abs()).exp().ln_1p())
+}
+
+/// The control-rate form's running state: the block being gathered and the ramp it plays (see `formats::s4d`).
+#[derive(Debug, Clone, Copy)]
+struct ControlRate {
+    /// Samples per block.
+    size: usize,
+    /// Samples of the current block seen so far, and the sum of their squares.
+    filled: usize,
+    sum_sq: f32,
+    /// The ramp this block plays, from `L[k−2]` to `L[k−1]` (log-gains, nepers).
+    from: f32,
+    to: f32,
+}
+
+impl ControlRate {
+    fn new(size: usize) -> Self {
+        Self { size, filled: 0, sum_sq: 0.0, from: 0.0, to: 0.0 }
+    }
+
+    /// A block boundary with the ramp held at `log_gain`.
+    fn hold(&mut self, log_gain: f32) {
+        *self = Self { from: log_gain, to: log_gain, ..Self::new(self.size) };
+    }
 }
 
 /// A dense layer, weights row-major (`out × in`).
@@ -355,6 +388,8 @@ pub struct S4dNetwork {
     /// The level input's weights and floor (dB), where the file has one.
     level: Option<(Vec<f32>, f32)>,
     output: Output,
+    /// The control-rate form's state, for a file with a `block` size.
+    control_rate: Option<ControlRate>,
     blocks: Vec<Block>,
     contract_w: Vec<f32>,
     contract_b: f32,
@@ -386,6 +421,7 @@ impl S4dNetwork {
             expand_b: w.expand.bias.clone(),
             level: file.config.level_floor_db.zip(w.expand.level_weight.clone()).map(|(floor, w)| (w, floor)),
             output: file.output_kind(),
+            control_rate: file.config.block.map(ControlRate::new),
             blocks: w.blocks.iter().map(|b| Block::new(b, file.config.modes)).collect(),
             contract_w: w.contract.weight.clone(),
             contract_b: w.contract.bias,
@@ -447,12 +483,20 @@ impl S4dNetwork {
         for block in &mut self.blocks {
             block.settle(frame, &mut self.scratch);
         }
+        if let Some(rate) = &mut self.control_rate {
+            // Silence's gain, held: the ramp's two ends are the output at the settled state.
+            let o = frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b;
+            rate.hold(neg_softplus(o));
+        }
     }
 
     /// Zeroes every state (what training computes from); evaluation uses it, the pedal uses [`S4dNetwork::settle`].
     pub fn clear(&mut self) {
         for block in &mut self.blocks {
             block.clear();
+        }
+        if let Some(rate) = &mut self.control_rate {
+            rate.hold(0.0);
         }
     }
 
@@ -466,6 +510,10 @@ impl S4dNetwork {
 
     /// Processes one block. `input.len() == output.len()`; longer than `max_block` is processed in pieces.
     pub fn process(&mut self, input: &[f32], output: &mut [f32]) {
+        if let Some(rate) = self.control_rate {
+            self.process_control_rate(rate, input, output);
+            return;
+        }
         let h = self.channels;
         for (input, output) in input.chunks(self.max_block).zip(output.chunks_mut(self.max_block)) {
             let frames = &mut self.frames[..input.len() * h];
@@ -496,12 +544,56 @@ impl S4dNetwork {
     }
 }
 
+impl S4dNetwork {
+    /// [`S4dNetwork::process`] for the control-rate form: each sample gets its place on the current ramp and adds to
+    /// its block's mean square; a full block steps the stack once and starts the ramp to its log-gain.
+    fn process_control_rate(&mut self, mut rate: ControlRate, input: &[f32], output: &mut [f32]) {
+        let inverse = 1.0 / rate.size as f32;
+        for (y, &x) in output.iter_mut().zip(input) {
+            rate.filled += 1;
+            let along = rate.filled as f32 * inverse;
+            *y = x * (rate.from + (rate.to - rate.from) * along).exp();
+            rate.sum_sq += x * x;
+            if rate.filled == rate.size {
+                let mean_square = rate.sum_sq * inverse;
+                let log_gain = neg_softplus(self.step(mean_square));
+                rate.from = rate.to;
+                rate.to = log_gain;
+                rate.filled = 0;
+                rate.sum_sq = 0.0;
+            }
+        }
+        self.control_rate = Some(rate);
+    }
+
+    /// One frame of the stack for a block of mean square `mean_square`: its RMS in the audio's place and its level;
+    /// returns the contraction's output `o`.
+    fn step(&mut self, mean_square: f32) -> f32 {
+        let h = self.channels;
+        let frame = &mut self.frames[..h];
+        let rms = mean_square.sqrt();
+        for ((f, w), b) in frame.iter_mut().zip(&self.expand_w).zip(&self.expand_b) {
+            *f = w * rms + b;
+        }
+        if let Some((weights, floor)) = &self.level {
+            let l = 1.0 + (10.0 * mean_square.log10()).max(*floor) / -floor;
+            for (f, w) in frame.iter_mut().zip(weights) {
+                *f += w * l;
+            }
+        }
+        for block in &mut self.blocks {
+            block.process(frame, &mut self.scratch);
+        }
+        frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::formats::s4d::{
         self,
-        tests::{tiny, tiny_gain},
+        tests::{tiny, tiny_control_rate, tiny_gain},
     };
 
     /// The network in the training framework's form, in f64: every state-space layer a causal convolution with its
@@ -524,25 +616,34 @@ mod tests {
             },
         );
         let h = file.config.channels;
-        let t_len = x.len();
         let prelu = |v: f64, a: f32| if v >= 0.0 { v } else { f64::from(a) * v };
-        // hs[c][t]
-        let level_in = |x: f32| match (file.config.level_floor_db, &w.expand.level_weight) {
+        // The level input of a mean square (a sample's square, or a control-rate block's mean).
+        let level_in = |mean_square: f64| match (file.config.level_floor_db, &w.expand.level_weight) {
             (Some(floor), Some(_)) => {
                 let floor = f64::from(floor);
-                1.0 + (20.0 * f64::from(x).abs().log10()).max(floor) / -floor
+                1.0 + (10.0 * mean_square.log10()).max(floor) / -floor
             }
             _ => 0.0,
         };
+        // The stack's input frames (audio, level): every sample, or each control-rate block's RMS and level.
+        let inputs: Vec<(f64, f64)> = match file.config.block {
+            None => x.iter().map(|&x| (f64::from(x), level_in(f64::from(x).powi(2)))).collect(),
+            Some(d) => x
+                .chunks_exact(d)
+                .map(|b| {
+                    let mean_square = b.iter().map(|&v| f64::from(v).powi(2)).sum::<f64>() / d as f64;
+                    (mean_square.sqrt(), level_in(mean_square))
+                })
+                .collect(),
+        };
+        let t_len = inputs.len();
         let level_w = |c: usize| w.expand.level_weight.as_ref().map_or(0.0, |l| f64::from(l[c]));
+        // hs[c][t]
         let mut hs: Vec<Vec<f64>> = (0..h)
             .map(|c| {
-                x.iter()
-                    .map(|&x| {
-                        f64::from(w.expand.weight[c]) * f64::from(x)
-                            + level_w(c) * level_in(x)
-                            + f64::from(w.expand.bias[c])
-                    })
+                inputs
+                    .iter()
+                    .map(|&(a, l)| f64::from(w.expand.weight[c]) * a + level_w(c) * l + f64::from(w.expand.bias[c]))
                     .collect()
             })
             .collect();
@@ -595,20 +696,40 @@ mod tests {
                 }
             }
         }
-        (0..t_len)
+        let o: Vec<f64> = (0..t_len)
             .map(|t| {
-                let sum: f64 = (0..h).map(|c| f64::from(w.contract.weight[c]) * hs[c][t]).sum();
-                let o = sum + f64::from(w.contract.bias);
-                match file.output_kind() {
-                    Output::Tanh => o.tanh() as f32,
-                    Output::Gain => (f64::from(x[t]) * (-(1.0 + o.exp()).ln()).exp()) as f32,
-                }
+                (0..h).map(|c| f64::from(w.contract.weight[c]) * hs[c][t]).sum::<f64>() + f64::from(w.contract.bias)
+            })
+            .collect();
+        if let Some(d) = file.config.block {
+            // L[k] = −softplus(o[k]); block k ramps from L[k−2] to L[k−1], both 0 before the first outputs.
+            // `ramp_end(k)` is L[k−1].
+            let ramp_end = |k: usize| k.checked_sub(1).and_then(|k| o.get(k)).map_or(0.0, |o| -(1.0 + o.exp()).ln());
+            return x
+                .iter()
+                .enumerate()
+                .map(|(n, &x)| {
+                    let (k, j) = (n / d, n % d);
+                    let (from, to) = (ramp_end(k.saturating_sub(1)), ramp_end(k));
+                    (f64::from(x) * (from + (to - from) * (j + 1) as f64 / d as f64).exp()) as f32
+                })
+                .collect();
+        }
+        (0..t_len)
+            .map(|t| match file.output_kind() {
+                Output::Tanh => o[t].tanh() as f32,
+                Output::Gain => (f64::from(x[t]) * (-(1.0 + o[t].exp()).ln()).exp()) as f32,
             })
             .collect()
     }
 
     fn signal(n: usize) -> Vec<f32> {
         (0..n).map(|i| 0.6 * (i as f32 * 0.07).sin() * if i < n / 2 { 1.0 } else { 0.1 }).collect()
+    }
+
+    /// ln(y / x) per sample (NaN where x = 0).
+    fn got_log_gain(y: &[f32], x: &[f32]) -> Vec<f64> {
+        y.iter().zip(x).map(|(y, x)| (f64::from(*y) / f64::from(*x)).ln()).collect()
     }
 
     fn tiny_file(h: usize) -> S4dFile {
@@ -652,6 +773,54 @@ mod tests {
             assert!(got[450..].iter().all(|&y| y == 0.0), "silence in, silence out");
             assert!(crate::eval::esr(&want, &x[..]) > 1e-3, "the network changes the signal");
         }
+    }
+
+    #[test]
+    fn s4d_a_control_rate_gain_computer_is_the_training_form_too() {
+        // Blocks of 8 and 32 samples; 600 samples end in a partial block (its samples play, its step is not taken).
+        for (h, block, controls) in [(5, 8, [30.0, 0.0]), (16, 32, [90.0, 1.0])] {
+            let file = s4d::parse(&tiny_control_rate(h, block).to_string()).unwrap();
+            let mut x = signal(600);
+            x[450..].fill(0.0);
+            let want = convolution_form(&file, &[f64::from(controls[0]), f64::from(controls[1])], &x);
+            // Any block size of the caller: whole buffers, single samples, pieces that straddle the control blocks.
+            for piece in [600, 1, 7, 64] {
+                let mut net = S4dNetwork::new(&file, 64);
+                net.set_controls(&controls);
+                net.clear();
+                let mut got = vec![1.0; x.len()];
+                for (i, o) in x.chunks(piece).zip(got.chunks_mut(piece)) {
+                    net.process(i, o);
+                }
+                let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+                assert!(worst < 2e-5, "{h} channels, blocks of {block}, pieces of {piece}: worst difference {worst}");
+                assert!(got.iter().zip(&x).all(|(y, x)| y.abs() <= x.abs()), "a gain computer never adds level");
+                assert!(got[450..].iter().all(|&y| y == 0.0), "silence in, silence out");
+            }
+            assert!(crate::eval::esr(&want, &x[..]) > 1e-3, "the network changes the signal");
+            // No steps: the log-gain is continuous and straight within a block, so the change across a block boundary
+            // is the next block's slope (the first sample, x = 0, is left out).
+            let log_gain: Vec<f64> = got_log_gain(&want, &x);
+            for boundary in (block..440 - block).step_by(block) {
+                let across = log_gain[boundary] - log_gain[boundary - 1];
+                let slope = log_gain[boundary + 1] - log_gain[boundary];
+                assert!((across - slope).abs() < 1e-4, "a step at sample {boundary}: {across} against {slope}");
+            }
+        }
+    }
+
+    #[test]
+    fn s4d_a_control_rate_network_settles_to_silence_gain() {
+        let file = s4d::parse(&tiny_control_rate(4, 16).to_string()).unwrap();
+        let mut net = S4dNetwork::new(&file, 64);
+        net.set_controls(&[70.0, 0.0]);
+        net.settle();
+        // After settling, a held tone starts from silence's gain: no ramp from unity at the first samples.
+        let tone = vec![0.25f32; 48];
+        let mut out = vec![0.0; 48];
+        net.process(&tone, &mut out);
+        assert!(out[..16].windows(2).all(|w| w[0] == w[1]), "the first block holds silence's gain: {out:?}");
+        assert!(out[0] < 0.25 && out[0] > 0.0);
     }
 
     #[test]
