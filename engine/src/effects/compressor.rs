@@ -7,6 +7,9 @@
 //! glided (30 ms) and the network re-conditioned once per block while they move — a few thousand multiply-adds, off
 //! the per-sample path; gain and mix glide per sample.
 //!
+//! The shipped network is a gain computer at a control rate: it steps once per 32 samples on the block's level and
+//! its gain is ramped over the next block (`formats::s4d`), a thirtieth of the cost of running it every sample.
+//!
 //! The model's time constants are in samples at its own rate (48 kHz), so at other device rates it runs inside a
 //! [`RateAdapter`], dry signal included (mix stays phase-aligned). After a reset the network holds the state that
 //! endless silence leaves ([`S4dNetwork::settle`]), so it starts without a transient.
