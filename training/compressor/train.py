@@ -26,7 +26,7 @@ mean square, the quantity the teacher's detector reads) instead of the sample an
 gives at the end of block k, L[k] = -softplus(o[k]), is ramped over block k + 1: sample j of block k gets
 exp(L[k-2] + (L[k-1] - L[k-2]) (j + 1) / D) (gain_ramp). The gain changes over milliseconds (the teacher's RMS
 detector is 3 ms, its attack 5-10 ms), so nothing is lost: the teacher's own gain, read at block ends and ramped
-the same way one block late, is 0.005 % off the teacher at D = 16 and 0.02-0.04 % at D = 32 (ESR on the test
+the same way one block late, is 0.005-0.011 % off the teacher at D = 16 and 0.02-0.04 % at D = 32 (ESR on the test
 splits), and the network learns to anticipate by a block. It costs 1/D of the per-sample form, in the engine
 and in training (a CPU trains it), so the network can be wider. The S4D layer of channel c is the linear recurrence
 
