@@ -34,6 +34,13 @@ fn level(x: f32, floor_db: f32) -> f32 {
     1.0 + (20.0 * x.abs().log10()).max(floor_db) / -floor_db
 }
 
+/// The level input of a control-rate block: `1 + max(10 log₁₀ m, floor) / −floor` for its mean square `m` (the
+/// per-sample [`level`] of a sample whose square is `m`).
+#[inline]
+fn block_level(mean_square: f32, floor_db: f32) -> f32 {
+    1.0 + (10.0 * mean_square.log10()).max(floor_db) / -floor_db
+}
+
 /// `−softplus(o) = −ln(1 + e^{o})`, the gain computer's log-gain in nepers, without overflow for large `o`.
 #[inline]
 fn neg_softplus(o: f32) -> f32 {
@@ -542,9 +549,7 @@ impl S4dNetwork {
             }
         }
     }
-}
 
-impl S4dNetwork {
     /// [`S4dNetwork::process`] for the control-rate form: each sample gets its place on the current ramp and adds to
     /// its block's mean square; a full block steps the stack once and starts the ramp to its log-gain.
     fn process_control_rate(&mut self, mut rate: ControlRate, input: &[f32], output: &mut [f32]) {
@@ -576,7 +581,7 @@ impl S4dNetwork {
             *f = w * rms + b;
         }
         if let Some((weights, floor)) = &self.level {
-            let l = 1.0 + (10.0 * mean_square.log10()).max(*floor) / -floor;
+            let l = block_level(mean_square, *floor);
             for (f, w) in frame.iter_mut().zip(weights) {
                 *f += w * l;
             }
