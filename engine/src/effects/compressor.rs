@@ -14,9 +14,10 @@
 //! [`RateAdapter`], dry signal included (mix stays phase-aligned). After a reset the network holds the state that
 //! endless silence leaves ([`S4dNetwork::settle`]), so it starts without a transient.
 //!
-//! The pedal publishes its gain reduction ([`Pedal::gain_reduction_db`]): the ratio of the input's to the
-//! network's output level, both followed with the same 5 ms attack / 150 ms release envelope — what a player reads
-//! on a compressor's meter.
+//! The pedal publishes its gain reduction ([`Pedal::gain_reduction_db`]), what a player reads on a compressor's
+//! meter. A gain computer (the shipped model) reports the gain it applies, so the meter reads it exactly, release
+//! included after the playing stops; for a network whose output is the signal, the meter estimates it from the
+//! input's and the output's levels, both followed with the same 5 ms attack / 150 ms release envelope.
 
 use crate::dsp::resample::RateAdapter;
 use crate::formats::s4d::{self, S4dFile};
@@ -38,7 +39,7 @@ pub const MODEL: &str = include_str!("../../../assets/models/compressor/opto.s4d
 const CONTROLS: [&str; 2] = ["peak_reduction", "limit"];
 /// Glide of the conditioning controls.
 const CONTROL_GLIDE_MS: f32 = 30.0;
-/// Gain-reduction meter ballistics.
+/// Ballistics of the estimated gain-reduction meter (networks that do not report their gain).
 const METER_ATTACK_MS: f32 = 5.0;
 const METER_RELEASE_MS: f32 = 150.0;
 /// Below this input level (−60 dBFS, as mean square) the meter falls back to 0 dB instead of reading noise.
@@ -53,8 +54,9 @@ struct Core {
     gain: Smoothed,
     mix: Smoothed,
     wet: Vec<f32>,
-    /// Mean-square envelopes of the network's input and output, for the meter.
-    meter: [f32; 2],
+    /// Mean-square envelopes of the network's input and output, for the estimated meter; `None` where the network
+    /// reports its gain.
+    meter: Option<[f32; 2]>,
     meter_attack: f32,
     meter_release: f32,
 }
@@ -78,9 +80,11 @@ impl Core {
             let wet = &mut self.wet[..n];
             self.net.process(input, wet);
             for ((y, &x), &w) in output.iter_mut().zip(input).zip(wet.iter()) {
-                for (env, v) in self.meter.iter_mut().zip([x, w]) {
-                    let p = v * v;
-                    *env += if p > *env { self.meter_attack } else { self.meter_release } * (p - *env);
+                if let Some(meter) = &mut self.meter {
+                    for (env, v) in meter.iter_mut().zip([x, w]) {
+                        let p = v * v;
+                        *env += if p > *env { self.meter_attack } else { self.meter_release } * (p - *env);
+                    }
                 }
                 let mix = self.mix.next_value();
                 *y = (1.0 - mix) * x + mix * self.gain.next_value() * w;
@@ -88,8 +92,19 @@ impl Core {
         }
     }
 
+    /// The network in the state of silence, the estimated meter at rest.
+    fn settle(&mut self) {
+        self.net.settle();
+        if let Some(meter) = &mut self.meter {
+            *meter = [0.0; 2];
+        }
+    }
+
     fn gain_reduction_db(&self) -> f32 {
-        let [input, output] = self.meter;
+        if let Some(gain_db) = self.net.applied_gain_db() {
+            return (-gain_db).max(0.0);
+        }
+        let Some([input, output]) = self.meter else { return 0.0 };
         if input < METER_FLOOR || !input.is_finite() || !output.is_finite() {
             return 0.0;
         }
@@ -169,14 +184,15 @@ impl Compressor {
             s
         };
         let pole = |ms: f32| 1.0 - (-1000.0 / (ms * model_rate)).exp();
+        let net = S4dNetwork::new(&self.file, max_inner);
         self.core = Some(Core {
-            net: S4dNetwork::new(&self.file, max_inner),
+            meter: net.applied_gain_db().is_none().then_some([0.0; 2]),
+            net,
             controls: [ramp(CONTROL_GLIDE_MS), ramp(CONTROL_GLIDE_MS)],
             conditioned: [f32::NAN; 2],
             gain: ramp(ParamSpec::DEFAULT_SMOOTHING_MS),
             mix: ramp(ParamSpec::DEFAULT_SMOOTHING_MS),
             wet: vec![0.0; max_inner],
-            meter: [0.0; 2],
             meter_attack: pole(METER_ATTACK_MS),
             meter_release: pole(METER_RELEASE_MS),
         });
@@ -205,8 +221,7 @@ impl Compressor {
                 s.set_immediate(s.target());
             }
             core.condition();
-            core.net.settle();
-            core.meter = [0.0; 2];
+            core.settle();
         }
     }
 }
@@ -244,8 +259,7 @@ impl Pedal for Compressor {
             adapter.reset();
         }
         if let Some(core) = &mut self.core {
-            core.net.settle();
-            core.meter = [0.0; 2];
+            core.settle();
         }
     }
 
@@ -342,6 +356,33 @@ mod tests {
         let peak = out.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         let step = out.windows(2).map(|w| (w[1] - w[0]).abs()).fold(0.0f32, f32::max);
         assert!(step < 4.0 * peak * 2.0 * std::f32::consts::PI * 110.0 / 48_000.0 + 1e-3, "{step} vs peak {peak}");
+    }
+
+    #[test]
+    fn compressor_meter_reads_the_gain_the_network_applies_and_its_release() {
+        let mut p = pedal();
+        p.set_param(PEAK_REDUCTION, 70.0);
+        p.set_param(GAIN, 0.0);
+        p.settle();
+        assert!(p.gain_reduction_db().is_some_and(|gr| gr < 0.5), "at rest, no reduction");
+        // A 110 Hz tone held at −6 dBFS: the meter reads what the pedal does to it (over the last 20 ms, as dB).
+        let input = guitar(1.0, 0.5);
+        let out = play(&mut p, &input);
+        let held = p.gain_reduction_db().unwrap();
+        let tail = input.len() - 960;
+        let rms = |x: &[f32]| (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt();
+        let measured = 20.0 * (rms(&input[tail..]) / rms(&out[tail..])).log10();
+        assert!(held > 3.0 && (held - measured).abs() < 0.3, "meter {held} dB, measured {measured} dB");
+        // Silence: the meter shows the release instead of dropping to 0.
+        play(&mut p, &vec![0.0; 4_800]);
+        let releasing = p.gain_reduction_db().unwrap();
+        assert!(releasing > 1.0 && releasing < held, "100 ms after the tone: {releasing} dB (held {held} dB)");
+
+        // A network whose output is the signal gets the estimated meter.
+        let mut estimated = Compressor::with_model(s4d::parse(&tiny(3).to_string()).unwrap()).unwrap();
+        estimated.prepare(48_000.0, 64);
+        play(&mut estimated, &input);
+        assert!(estimated.gain_reduction_db().is_some_and(|gr| gr.is_finite() && gr >= 0.0));
     }
 
     #[test]

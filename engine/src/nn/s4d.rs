@@ -69,6 +69,12 @@ impl ControlRate {
     fn hold(&mut self, log_gain: f32) {
         *self = Self { from: log_gain, to: log_gain, ..Self::new(self.size) };
     }
+
+    /// The log-gain the last sample got: its place on the ramp (at a block boundary the ramp's start, where the
+    /// last block's ramp ended).
+    fn applied(&self) -> f32 {
+        self.from + (self.to - self.from) * self.filled as f32 / self.size as f32
+    }
 }
 
 /// A dense layer, weights row-major (`out × in`).
@@ -397,6 +403,8 @@ pub struct S4dNetwork {
     output: Output,
     /// The control-rate form's state, for a file with a `block` size.
     control_rate: Option<ControlRate>,
+    /// The per-sample gain computer's log-gain at the last sample (nepers), for [`S4dNetwork::applied_gain_db`].
+    last_log_gain: f32,
     blocks: Vec<Block>,
     contract_w: Vec<f32>,
     contract_b: f32,
@@ -429,6 +437,7 @@ impl S4dNetwork {
             level: file.config.level_floor_db.zip(w.expand.level_weight.clone()).map(|(floor, w)| (w, floor)),
             output: file.output_kind(),
             control_rate: file.config.block.map(ControlRate::new),
+            last_log_gain: 0.0,
             blocks: w.blocks.iter().map(|b| Block::new(b, file.config.modes)).collect(),
             contract_w: w.contract.weight.clone(),
             contract_b: w.contract.bias,
@@ -456,6 +465,18 @@ impl S4dNetwork {
 
     pub fn max_block(&self) -> usize {
         self.max_block
+    }
+
+    /// The gain a gain computer (`"output": "gain"`) applied to the last sample, in dB (≤ 0): what a compressor's
+    /// gain-reduction meter shows, read from the network itself rather than estimated from levels. `None` for a
+    /// network whose output is the signal (tanh).
+    pub fn applied_gain_db(&self) -> Option<f32> {
+        let log_gain = match (self.output, &self.control_rate) {
+            (Output::Tanh, _) => return None,
+            (Output::Gain, Some(rate)) => rate.applied(),
+            (Output::Gain, None) => self.last_log_gain,
+        };
+        Some(log_gain * (20.0 / std::f32::consts::LN_10))
     }
 
     /// Sets the controls (plain values, in the file's order; missing ones keep the minimum): runs the MLP and
@@ -490,10 +511,11 @@ impl S4dNetwork {
         for block in &mut self.blocks {
             block.settle(frame, &mut self.scratch);
         }
+        // Silence's gain: the output at the settled state (the control-rate form holds it on both ramp ends).
+        let o = frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b;
+        self.last_log_gain = neg_softplus(o);
         if let Some(rate) = &mut self.control_rate {
-            // Silence's gain, held: the ramp's two ends are the output at the settled state.
-            let o = frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b;
-            rate.hold(neg_softplus(o));
+            rate.hold(self.last_log_gain);
         }
     }
 
@@ -502,6 +524,7 @@ impl S4dNetwork {
         for block in &mut self.blocks {
             block.clear();
         }
+        self.last_log_gain = 0.0;
         if let Some(rate) = &mut self.control_rate {
             rate.hold(0.0);
         }
@@ -546,6 +569,10 @@ impl S4dNetwork {
                     // e^{−softplus(o)} = 1 / (1 + e^{o}), which stays in 0..=1 for every o (e^{o} = ∞ gives 0).
                     Output::Gain => x / (1.0 + o.exp()),
                 };
+            }
+            if let (Output::Gain, Some(last)) = (self.output, frames.chunks_exact(h).last()) {
+                let o = last.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b;
+                self.last_log_gain = neg_softplus(o);
             }
         }
     }
@@ -826,6 +853,39 @@ mod tests {
         net.process(&tone, &mut out);
         assert!(out[..16].windows(2).all(|w| w[0] == w[1]), "the first block holds silence's gain: {out:?}");
         assert!(out[0] < 0.25 && out[0] > 0.0);
+    }
+
+    #[test]
+    fn s4d_a_gain_computer_reports_the_gain_it_applied() {
+        // Per sample and at a control rate, after pieces that end anywhere in a control block: the reported gain is
+        // the last output over the last input.
+        for file in [tiny_gain(6), tiny_control_rate(6, 16)] {
+            let file = s4d::parse(&file.to_string()).unwrap();
+            let x = signal(600);
+            let mut net = S4dNetwork::new(&file, 64);
+            net.set_controls(&[80.0, 0.0]);
+            net.clear();
+            assert_eq!(net.applied_gain_db(), Some(0.0), "a cleared network is at unity gain");
+            let mut y = vec![0.0; x.len()];
+            let mut at = 0;
+            for piece in [2, 7, 16, 40, 100, 3, 200] {
+                let end = (at + piece).min(x.len());
+                net.process(&x[at..end], &mut y[at..end]);
+                at = end;
+                let got = net.applied_gain_db().unwrap();
+                let want = 20.0 * (y[at - 1] / x[at - 1]).log10();
+                assert!((got - want).abs() < 1e-3, "after sample {at}: reported {got} dB, applied {want} dB");
+            }
+            assert!(y.iter().zip(&x).any(|(y, x)| (y / x - 1.0).abs() > 1e-3), "the network changes the gain");
+            net.settle();
+            let silence = net.applied_gain_db().unwrap();
+            let mut out = [0.0; 1];
+            net.process(&[0.1], &mut out);
+            if file.config.block.is_some() {
+                assert!((20.0 * (out[0] / 0.1).log10() - silence).abs() < 1e-3, "settled: silence's gain");
+            }
+        }
+        assert_eq!(S4dNetwork::new(&tiny_file(4), 64).applied_gain_db(), None, "a tanh output has no gain");
     }
 
     #[test]
