@@ -654,7 +654,10 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
         );
     }
     if !result.dynamics.is_empty() {
-        println!("  dynamics against the teacher (static curve −40…0 dBFS; attack/release on a −30 → −6 dBFS step):");
+        println!(
+            "  dynamics against the teacher (static curve −40…0 dBFS; attack/release on a −30 → −6 dBFS step; gain \
+             ripple on a low E held at −6 dBFS):"
+        );
     }
     for d in &result.dynamics {
         let times = |t: Option<eval::dynamics::Timing>| {
@@ -663,13 +666,16 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
             })
         };
         println!(
-            "    peak reduction {}{}: static curve within {:.2} dB; teacher {}; model {}{}",
+            "    peak reduction {}{}: static curve within {:.2} dB; teacher {}; model {}{}; ripple {:.2} dB (teacher \
+             {:.2} dB)",
             d.peak_reduction,
             if d.limit >= 0.5 { " (limit)" } else { "" },
             d.static_max_difference_db,
             times(d.teacher),
             times(d.model),
             d.timing_errors().map(|(a, r)| format!(" ({:+.0} % / {:+.0} %)", 100.0 * a, 100.0 * r)).unwrap_or_default(),
+            d.ripple_db.1,
+            d.ripple_db.0,
         );
     }
     println!("  measured in {:.1} s", started.elapsed().as_secs_f64());

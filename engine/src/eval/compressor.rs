@@ -60,6 +60,8 @@ pub struct DynamicsComparison {
     pub static_max_difference_db: f64,
     pub teacher: Option<Timing>,
     pub model: Option<Timing>,
+    /// Gain ripple on a held low E (dB, max − min): the teacher's and the model's.
+    pub ripple_db: (f64, f64),
 }
 
 impl DynamicsComparison {
@@ -227,6 +229,10 @@ pub fn compare_dynamics(file: &S4dFile) -> Vec<DynamicsComparison> {
                 static_max_difference_db,
                 teacher: dynamics::timing(rate, &mut *teacher(p, l)),
                 model: dynamics::timing(rate, &mut *model(p, l)),
+                ripple_db: (
+                    dynamics::ripple_db(rate, &mut *teacher(p, l)),
+                    dynamics::ripple_db(rate, &mut *model(p, l)),
+                ),
             }
         })
         .collect()

@@ -8,6 +8,10 @@
 //!   The gain reduction is followed in 1 ms windows; the attack time is the time from the step up until it has
 //!   covered 63 % of its way to the value at the end of the hold, the release time the time from the step down until
 //!   it has covered 63 % of its way back to the quiet level's.
+//! - **Ripple**: a low E (82.4 Hz) held at −6 dBFS. Within each cycle a fast detector sees the level rise and fall
+//!   twice; a compressor that follows it modulates the note's gain at twice its frequency, which is heard as
+//!   distortion. The ripple is the spread (max − min, dB) of the gain, output over input, over the last
+//!   `RIPPLE_MEASURE_S`, at the samples within 6 dB of the peak (where the ratio is well defined).
 //!
 //! The processors are any `FnMut(&[f32], &mut [f32])`: the teacher ticked sample by sample, or a network in blocks.
 
@@ -15,6 +19,11 @@
 pub type Processor<'a> = dyn FnMut(&[f32], &mut [f32]) + 'a;
 
 const TONE_HZ: f64 = 1000.0;
+/// The ripple test's tone (a guitar's low E), its level, how long it plays and how much of the end is measured.
+pub const RIPPLE_HZ: f64 = 82.41;
+pub const RIPPLE_DBFS: f32 = -6.0;
+const RIPPLE_S: f32 = 2.0;
+const RIPPLE_MEASURE_S: f32 = 0.5;
 /// How long each static level plays before it is measured, and over how long it is measured.
 pub const SETTLE_S: f32 = 3.0;
 pub const MEASURE_S: f32 = 0.25;
@@ -25,10 +34,14 @@ pub const HOLD_S: f32 = 2.0;
 const WINDOW_S: f32 = 0.001;
 const BLOCK: usize = 64;
 
-/// A steady tone of `peak_dbfs` (peak level), `n` samples, continuing the phase from `start`.
+/// A steady 1 kHz tone of `peak_dbfs` (peak level), `n` samples, continuing the phase from `start`.
 fn tone(sample_rate: f32, peak_dbfs: f32, start: usize, n: usize) -> Vec<f32> {
+    tone_at(TONE_HZ, sample_rate, peak_dbfs, start, n)
+}
+
+fn tone_at(hz: f64, sample_rate: f32, peak_dbfs: f32, start: usize, n: usize) -> Vec<f32> {
     let amplitude = 10f64.powf(f64::from(peak_dbfs) / 20.0);
-    let w = std::f64::consts::TAU * TONE_HZ / f64::from(sample_rate);
+    let w = std::f64::consts::TAU * hz / f64::from(sample_rate);
     (start..start + n).map(|i| (amplitude * (w * i as f64).sin()) as f32).collect()
 }
 
@@ -105,6 +118,22 @@ pub fn timing(sample_rate: f32, process: &mut Processor) -> Option<Timing> {
     })
 }
 
+/// The gain ripple (dB, max − min) on a held low E, for a processor in its initial state.
+pub fn ripple_db(sample_rate: f32, process: &mut Processor) -> f64 {
+    let n = (RIPPLE_S * sample_rate) as usize;
+    let input = tone_at(RIPPLE_HZ, sample_rate, RIPPLE_DBFS, 0, n);
+    let output = run(process, &input);
+    let from = n - (RIPPLE_MEASURE_S * sample_rate) as usize;
+    let half_peak = 0.5 * 10f32.powf(RIPPLE_DBFS / 20.0);
+    let (lo, hi) = input[from..]
+        .iter()
+        .zip(&output[from..])
+        .filter(|(x, _)| x.abs() >= half_peak)
+        .map(|(&x, &y)| 20.0 * (f64::from(y) / f64::from(x)).abs().max(1e-30).log10())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), g| (lo.min(g), hi.max(g)));
+    hi - lo
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -133,6 +162,24 @@ mod tests {
             assert!((reduction - designed).abs() < 0.2, "{level} dBFS: measured {reduction}, designed {designed}");
         }
         assert!(curve[0].1.abs() < 0.01 && curve[20].1 > 10.0, "{curve:?}");
+    }
+
+    #[test]
+    fn dynamics_ripple_is_the_gains_spread_on_a_low_note() {
+        // The teacher smooths its detector: its gain on a held low E barely moves.
+        let teacher = ripple_db(RATE, &mut *opto(70.0, 0.0));
+        assert!(teacher < 0.2, "teacher: {teacher} dB");
+        // A gain that swings ±1 dB at twice the note's frequency reads 2 dB (within the sampling of its peaks).
+        let mut t = 0usize;
+        let mut wobbly = |input: &[f32], output: &mut [f32]| {
+            for (y, &x) in output.iter_mut().zip(input) {
+                let phase = std::f64::consts::TAU * 2.0 * RIPPLE_HZ * t as f64 / f64::from(RATE);
+                *y = x * 10f32.powf(phase.sin() as f32 / 20.0);
+                t += 1;
+            }
+        };
+        let measured = ripple_db(RATE, &mut wobbly);
+        assert!((measured - 2.0).abs() < 0.05, "{measured} dB");
     }
 
     #[test]
