@@ -60,8 +60,9 @@ that weight times the squared error of the gain in nepers over the samples above
 log_gain_error: the ESR is dominated by loud passages, so alone it leaves the release, heard on the quiet notes
 after a loud one, and the curve at low levels nearly untrained). With `init: identity` the network starts at
 y = tanh(x), or at unity gain (every block's branch zero); with `norm: running` BatchNorm normalises by its running
-statistics in training too (set from the data before the first step). A recipe with a top-level `init` fine-tunes
-another recipe's model, given with --init (its SHA-256 is checked against the recipe's). The learning rate decays
+statistics in training too (set from the data before the first step, then moved by `norm_momentum` a batch: 0.1
+unless the recipe says otherwise, 0 freezes them). A recipe with a top-level `init` fine-tunes another recipe's
+model, given with --init (its SHA-256 is checked against the recipe's). The learning rate decays
 exponentially to `lr_final_fraction` over the time limit. Validation every `validate_every_s` seconds on whole
 chunks, the criterion the mean of the validation* splits' ESRs (plus the log-gain term as in the loss); the best
 is kept; training stops at the time limit or once the validation ESR is under
@@ -302,12 +303,14 @@ def build_model(torch, cfg: dict):
             if self.training and cfg.get("norm") == "running":
                 # Normalise by the running statistics in training too (updated from each batch, without a
                 # gradient): batch statistics of a few windows would normalise away the level of the batch,
-                # which a compressor must see, and the engine runs on the running statistics.
-                with torch.no_grad():
-                    nm = self.norm
-                    nm.running_mean.lerp_(s.mean(dim=(0, 2)), nm.momentum)
-                    nm.running_var.lerp_(s.var(dim=(0, 2)), nm.momentum)
-                    nm.num_batches_tracked += 1
+                # which a compressor must see, and the engine runs on the running statistics. With momentum 0
+                # (`norm_momentum`, for a fine-tune) they stay the parent's: a fixed affine.
+                nm = self.norm
+                if nm.momentum:
+                    with torch.no_grad():
+                        nm.running_mean.lerp_(s.mean(dim=(0, 2)), nm.momentum)
+                        nm.running_var.lerp_(s.var(dim=(0, 2)), nm.momentum)
+                        nm.num_batches_tracked += 1
                 s = (s - self.norm.running_mean[:, None]) / torch.sqrt(self.norm.running_var[:, None] + BN_EPS)
             else:
                 s = self.norm(s)
@@ -690,16 +693,17 @@ def main() -> None:
 
         # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
         # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch. A
-        # model fine-tuned (--init) keeps its own.
+        # model fine-tuned (--init) keeps its own. Then each batch moves them by `norm_momentum` (0.1; 0 freezes
+        # them, which keeps a fine-tune's validation from following the last few batches' statistics).
+        norms = [b.norm for b in net.blocks]
         if not args.init:
             with torch.no_grad():
-                norms = [b.norm for b in net.blocks]
                 for nm in norms:
                     nm.momentum = 1.0
                 inp, c_t, _ = sample_batch(learning["batch"])
                 net(inp, c_t, "chunked", chunk_t)
-                for nm in norms:
-                    nm.momentum = 0.1
+        for nm in norms:
+            nm.momentum = learning.get("norm_momentum", 0.1)
         log(f"validation ESR at the start: {validate(net):.5f}")
 
         # torch.compile fuses the element-wise work (about twice as fast on a CPU; the first step compiles, a few
