@@ -41,6 +41,12 @@ fn block_level(mean_square: f32, floor_db: f32) -> f32 {
     1.0 + (10.0 * mean_square.log10()).max(floor_db) / -floor_db
 }
 
+/// The output layer: `o = w · h + b` for one frame `h`.
+#[inline]
+fn contract(frame: &[f32], weight: &[f32], bias: f32) -> f32 {
+    frame.iter().zip(weight).map(|(h, w)| h * w).sum::<f32>() + bias
+}
+
 /// `−softplus(o) = −ln(1 + e^{o})`, the gain computer's log-gain in nepers, without overflow for large `o`.
 #[inline]
 fn neg_softplus(o: f32) -> f32 {
@@ -512,8 +518,7 @@ impl S4dNetwork {
             block.settle(frame, &mut self.scratch);
         }
         // Silence's gain: the output at the settled state (the control-rate form holds it on both ramp ends).
-        let o = frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b;
-        self.last_log_gain = neg_softplus(o);
+        self.last_log_gain = neg_softplus(contract(frame, &self.contract_w, self.contract_b));
         if let Some(rate) = &mut self.control_rate {
             rate.hold(self.last_log_gain);
         }
@@ -561,17 +566,17 @@ impl S4dNetwork {
             for block in &mut self.blocks {
                 block.process(frames, &mut self.scratch);
             }
+            let mut o = 0.0;
             for ((y, &x), frame) in output.iter_mut().zip(input).zip(frames.chunks_exact(h)) {
-                let sum: f32 = frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum();
-                let o = sum + self.contract_b;
+                o = contract(frame, &self.contract_w, self.contract_b);
                 *y = match self.output {
                     Output::Tanh => o.tanh(),
                     // e^{−softplus(o)} = 1 / (1 + e^{o}), which stays in 0..=1 for every o (e^{o} = ∞ gives 0).
                     Output::Gain => x / (1.0 + o.exp()),
                 };
             }
-            if let (Output::Gain, Some(last)) = (self.output, frames.chunks_exact(h).last()) {
-                let o = last.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b;
+            if self.output == Output::Gain {
+                // The last sample's `o` (the chunk is never empty).
                 self.last_log_gain = neg_softplus(o);
             }
         }
@@ -616,7 +621,7 @@ impl S4dNetwork {
         for block in &mut self.blocks {
             block.process(frame, &mut self.scratch);
         }
-        frame.iter().zip(&self.contract_w).map(|(h, w)| h * w).sum::<f32>() + self.contract_b
+        contract(frame, &self.contract_w, self.contract_b)
     }
 }
 
