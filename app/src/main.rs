@@ -652,6 +652,16 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
             100.0 * s.relative_difference(),
             s.target.map(|t| format!("; target {t}{}", if s.esr <= t { "" } else { " (missed)" })).unwrap_or_default(),
         );
+        if let Some(b) = s.breakdown {
+            println!(
+                "    the corpus's test signals (sweeps to 16–20 kHz, noise bursts) are {:.1} % of the teacher's output \
+                 and {:.1} % of the error; ESR without them {:.5} ({:.3} %)",
+                100.0 * b.signal_share,
+                100.0 * b.error_share,
+                b.esr_without,
+                100.0 * b.esr_without,
+            );
+        }
     }
     if !result.dynamics.is_empty() {
         println!(

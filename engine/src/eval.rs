@@ -189,6 +189,19 @@ pub struct SplitEvaluation {
     /// The manifest records that the model misses `target` on this split (it ships as the best its recipe reached).
     pub target_missed: bool,
     pub seconds: f64,
+    /// For a split made of corpus chunks with test signals in them (modulation models): how the error divides
+    /// between the guitar and the test signals.
+    pub breakdown: Option<TestSignalBreakdown>,
+}
+
+/// A split's error with the corpus's test signals (sweeps, noise bursts) set apart from the guitar.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TestSignalBreakdown {
+    /// The ESR over the samples outside the test signals.
+    pub esr_without: f64,
+    /// The test signals' share of the split's squared error, and of its signal energy.
+    pub error_share: f64,
+    pub signal_share: f64,
 }
 
 impl SplitEvaluation {
@@ -258,6 +271,7 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
         let mut splits = Vec::new();
         for (split, chunks) in &manifest.chunks {
             let (mut err, mut sig, mut samples) = (0.0f64, 0.0f64, 0usize);
+            let (mut test_err, mut test_sig) = (0.0f64, 0.0f64);
             for chunk in chunks {
                 let audio = manifest.chunk(chunk).map_err(bad_manifest)?;
                 model.restore_state();
@@ -266,7 +280,13 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
                 err += e;
                 sig += s;
                 samples += audio.input.len() - audio.skip;
+                for range in &audio.test_signals {
+                    let (e, s) = error_and_signal(&audio.target[range.clone()], &output[range.clone()]);
+                    test_err += e;
+                    test_sig += s;
+                }
             }
+            let guitar_sig = sig - test_sig;
             splits.push(SplitEvaluation {
                 split: split.clone(),
                 description: manifest.describe(split),
@@ -275,6 +295,11 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
                 target: manifest.target_esr.get(split).copied(),
                 target_missed: manifest.targets_missed.contains(split),
                 seconds: samples as f64 / f64::from(manifest.sample_rate),
+                breakdown: (test_sig > 0.0 && guitar_sig > 0.0).then(|| TestSignalBreakdown {
+                    esr_without: (err - test_err) / guitar_sig,
+                    error_share: test_err / err.max(f64::MIN_POSITIVE),
+                    signal_share: test_sig / sig,
+                }),
             });
         }
         return Ok(Evaluation {
@@ -310,6 +335,7 @@ pub fn evaluate(model_path: &Path) -> Result<Evaluation, EvalError> {
         target: manifest.target_esr,
         target_missed: false,
         seconds: input.len() as f64 / f64::from(manifest.sample_rate),
+        breakdown: None,
     };
     Ok(Evaluation {
         manifest_path,
@@ -370,7 +396,14 @@ pub struct ChunkAudio {
     pub lfo: Vec<f32>,
     pub target: Vec<f32>,
     pub skip: usize,
+    /// Where the corpus plays its test signals (log sweeps to 16–20 kHz, noise bursts), as sample ranges of `input`
+    /// each extended by [`TEST_SIGNAL_TAIL_S`] for the effect's tail.
+    pub test_signals: Vec<std::ops::Range<usize>>,
 }
+
+/// How long after a test signal the effect's output still carries it (the flanger's longest delay is 1.2 ms, its
+/// feedback echoes fade within a few more).
+const TEST_SIGNAL_TAIL_S: f32 = 0.01;
 
 /// One piece of a modulation test split.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -457,11 +490,19 @@ impl ModulationManifest {
         let spec = CorpusSpec { sample_rate: self.sample_rate as f32, ..CorpusSpec::new(chunk.seed, chunk.seconds) };
         let skip = (f64::from(self.lfo_pre_roll_s) * f64::from(self.sample_rate)) as usize;
         let mut input = vec![0.0; skip];
-        input.extend(corpus::generate(&spec).samples);
+        let corpus = corpus::generate(&spec);
+        input.extend(corpus.samples);
+        let at = |seconds: f32| (skip + (seconds * spec.sample_rate) as usize).min(input.len());
+        let test_signals = corpus
+            .phrases
+            .iter()
+            .filter(|p| matches!(p.kind, corpus::PhraseKind::Sweep | corpus::PhraseKind::NoiseBurst))
+            .map(|p| at(p.start_s)..at(p.end_s + TEST_SIGNAL_TAIL_S))
+            .collect();
         let mut teacher = self.build_teacher(chunk).map_err(|e| format!("teacher: {e}"))?;
         let (output, lfo) = teacher::render(teacher.as_mut(), &input);
         let lfo = lfo.iter().map(|v| v * chunk.depth_scale).collect();
-        Ok(ChunkAudio { input, lfo, target: output, skip })
+        Ok(ChunkAudio { input, lfo, target: output, skip, test_signals })
     }
 
     fn describe(&self, split: &str) -> String {
@@ -577,6 +618,41 @@ mod tests {
         // At 2 Hz a quarter second (12 000 samples) is half a cycle: the bottom.
         assert!((audio.lfo[12_000] + 0.5).abs() < 1e-3, "{}", audio.lfo[12_000]);
         assert!(esr(&audio.target, &audio.input) > 0.01, "the teacher changes the signal");
+    }
+
+    #[test]
+    fn a_chunk_knows_where_the_corpus_plays_its_test_signals() {
+        // Seed 5242's six seconds hold a log sweep (the flanger's unseen-rate test chunk whose error is mostly there).
+        let text = MODULATION
+            .replace("\"seed\": 9, \"seconds\": 0.5", "\"seed\": 5242, \"seconds\": 6")
+            .replace("\"targets_missed\"", "\"lfo_pre_roll_s\": 0.1, \"targets_missed\"");
+        let m = ModulationManifest::parse(&text).unwrap();
+        let audio = m.chunk(&m.chunks["test"][0]).unwrap();
+        assert!(!audio.test_signals.is_empty());
+        assert!(
+            audio.test_signals.iter().all(|r| audio.skip <= r.start && r.start < r.end && r.end <= audio.input.len())
+        );
+        // Zero crossings a second in 10 ms windows louder than -40 dBFS RMS (the DI's hiss in silences is quieter).
+        let window = 480;
+        let rates = |range: std::ops::Range<usize>| -> Vec<f64> {
+            audio.input[range]
+                .chunks_exact(window)
+                .filter(|w| w.iter().map(|x| x * x).sum::<f32>() / window as f32 > 1e-8)
+                .map(|w| w.windows(2).filter(|p| (p[0] < 0.0) != (p[1] < 0.0)).count() as f64 * 100.0)
+                .collect()
+        };
+        let inside = audio.test_signals.iter().flat_map(|r| rates(r.clone())).fold(0.0, f64::max);
+        let mut outside = Vec::new();
+        let mut from = audio.skip;
+        for r in &audio.test_signals {
+            outside.extend(rates(from..r.start));
+            from = r.end;
+        }
+        outside.extend(rates(from..audio.input.len()));
+        let outside = outside.into_iter().fold(0.0, f64::max);
+        // The sweep reaches 16-20 kHz; what the ranges leave out is guitar.
+        assert!(inside > 25_000.0, "inside {inside}");
+        assert!(outside < 10_000.0, "outside {outside}");
     }
 
     #[test]

@@ -192,6 +192,7 @@ pub fn evaluate_splits(manifest: &CompressorManifest, file: &S4dFile) -> Result<
             target: manifest.target_esr.get(split).copied(),
             target_missed: manifest.targets_missed.contains(split),
             seconds: samples as f64 / f64::from(manifest.sample_rate),
+            breakdown: None,
         });
     }
     Ok(splits)
