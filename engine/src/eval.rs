@@ -25,7 +25,7 @@ pub mod decay;
 pub mod dynamics;
 pub mod reverb;
 
-use crate::corpus::{self, CorpusSpec};
+use crate::corpus::{self, CorpusSpec, PhraseKind};
 use crate::formats::nam;
 use crate::nn::{self, TanhMode};
 use crate::teacher::{self, Teacher};
@@ -493,12 +493,16 @@ impl ModulationManifest {
         let corpus = corpus::generate(&spec);
         input.extend(corpus.samples);
         let at = |seconds: f32| (skip + (seconds * spec.sample_rate) as usize).min(input.len());
-        let test_signals = corpus
-            .phrases
-            .iter()
-            .filter(|p| matches!(p.kind, corpus::PhraseKind::Sweep | corpus::PhraseKind::NoiseBurst))
-            .map(|p| at(p.start_s)..at(p.end_s + TEST_SIGNAL_TAIL_S))
-            .collect();
+        // In time order; a test signal right after another (its start inside the other's tail) joins it, so that no
+        // sample counts twice.
+        let mut test_signals: Vec<std::ops::Range<usize>> = Vec::new();
+        for p in corpus.phrases.iter().filter(|p| matches!(p.kind, PhraseKind::Sweep | PhraseKind::NoiseBurst)) {
+            let range = at(p.start_s)..at(p.end_s + TEST_SIGNAL_TAIL_S);
+            match test_signals.last_mut() {
+                Some(last) if range.start <= last.end => last.end = last.end.max(range.end),
+                _ => test_signals.push(range),
+            }
+        }
         let mut teacher = self.build_teacher(chunk).map_err(|e| format!("teacher: {e}"))?;
         let (output, lfo) = teacher::render(teacher.as_mut(), &input);
         let lfo = lfo.iter().map(|v| v * chunk.depth_scale).collect();
@@ -632,6 +636,7 @@ mod tests {
         assert!(
             audio.test_signals.iter().all(|r| audio.skip <= r.start && r.start < r.end && r.end <= audio.input.len())
         );
+        assert!(audio.test_signals.windows(2).all(|w| w[0].end < w[1].start), "in order, apart");
         // Zero crossings a second in 10 ms windows louder than -40 dBFS RMS (the DI's hiss in silences is quieter).
         let window = 480;
         let rates = |range: std::ops::Range<usize>| -> Vec<f64> {
