@@ -637,7 +637,7 @@ mod tests {
             audio.test_signals.iter().all(|r| audio.skip <= r.start && r.start < r.end && r.end <= audio.input.len())
         );
         assert!(audio.test_signals.windows(2).all(|w| w[0].end < w[1].start), "in order, apart");
-        // Zero crossings a second in 10 ms windows louder than -40 dBFS RMS (the DI's hiss in silences is quieter).
+        // Zero crossings a second in 10 ms windows louder than -80 dBFS RMS (the DI's hiss in silences is quieter).
         let window = 480;
         let rates = |range: std::ops::Range<usize>| -> Vec<f64> {
             audio.input[range]
