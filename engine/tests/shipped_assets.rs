@@ -75,6 +75,42 @@ fn every_shipped_model_matches_its_manifest() {
     }
 }
 
+/// The compressor's held-out splits, regenerated and run from the manifest's initial state, give the ESRs it
+/// records (the dynamics against the teacher are printed by `neuralboard eval`, not held to a number here).
+#[test]
+fn every_shipped_compressor_matches_its_manifest() {
+    let models = files(&assets().join("models"), ".s4d.json");
+    assert!(!models.is_empty(), "the compressor model is missing from assets/models");
+    for model in &models {
+        let manifest_path = eval::manifest_path_for(model);
+        let text = std::fs::read_to_string(&manifest_path).unwrap();
+        let manifest = eval::compressor::CompressorManifest::parse(&text)
+            .unwrap_or_else(|e| panic!("{}: {e}", manifest_path.display()));
+        let file = eval::compressor::load_model(model, &manifest).unwrap_or_else(|e| panic!("{e}"));
+        for s in eval::compressor::evaluate_splits(&manifest, &file).unwrap() {
+            println!(
+                "{} {} (from the {:?} state): ESR {:.5} here, {:.5} in the manifest",
+                model.display(),
+                s.split,
+                manifest.initial_state,
+                s.esr,
+                s.recorded_esr
+            );
+            assert!(
+                s.relative_difference().abs() <= 0.05,
+                "{} {}: ESR {} is not within 5 % of the manifest's {}",
+                model.display(),
+                s.split,
+                s.esr,
+                s.recorded_esr
+            );
+            if let Some(target) = s.target.filter(|_| !s.target_missed) {
+                assert!(s.esr <= target, "{} {}: ESR {} misses its target {target}", model.display(), s.split, s.esr);
+            }
+        }
+    }
+}
+
 #[test]
 fn no_shipped_file_lacks_a_manifest() {
     for (dir, suffix) in [("models", ".nam"), ("models", ".s4d.json"), ("models", ".reverb.json"), ("ir", ".wav")] {

@@ -52,8 +52,12 @@ exactly (see INPUT_DEFINITION). A split with `tone_hz` holds a sine instead of t
 levels held for seconds, the static curve and the release); every split named train* trains.
 
 Training: Adam (no weight decay; the S4D's dt and A at their own learning rate), windows of `warmup` +
-`loss_samples` samples from a zero state, the loss computed after the warm-up; a share of the windows start at a
-chunk's start, where the teacher too starts from rest (the way the manifest's ESR is measured). Polarity is
+`loss_samples` samples from the network's initial state, the loss computed after the warm-up; a share of the
+windows start at a chunk's start, where the teacher too starts from rest (the way the manifest's ESR is measured).
+The initial state (`initial_state`) is the zero state, or "settled": the state silence settles the network to,
+which is where the pedal starts after a reset and `neuralboard eval` measures the dynamics from (the slow modes
+hold seconds, so the two starts differ for seconds: for a model trained from zero, the static curve measured
+after 3 s differed by up to 0.5 dB between them). Polarity is
 flipped at random (the teacher is odd-symmetric). The loss (`split_esr`) is the squared error over the training
 set's mean square, i.e. the training split's ESR, the figure the manifest reports; with `log_gain_weight`, plus
 that weight times the squared error of the gain in nepers over the samples above `log_gain_floor_db` (see
@@ -71,8 +75,8 @@ is kept; training stops at the time limit or once the validation ESR is under
 Export: `NAME.s4d.json` (format "neuralboard-s4d" version 1, the weights the Rust engine loads), `NAME.check.json`
 (three short excerpts and this model's output for them in the FFT-convolution form, for the Rust recurrent form to
 match; `recurrent.py` runs the recurrence and must agree) and `NAME.manifest.json` (chunks, ESRs per split,
-targets). The manifest's ESRs are measured on the exported numbers, the model run from a zero state over each whole
-chunk and the first `WARMUP_S` seconds left out. The binary is $NEURALBOARD if set, else
+targets). The manifest's ESRs are measured on the exported numbers, the model run from its initial state (recorded
+as the manifest's `initial_state`) over each whole chunk and the first `WARMUP_S` seconds left out. The binary is $NEURALBOARD if set, else
 `cargo build --release -p neuralboard`.
 """
 
@@ -243,11 +247,22 @@ def build_model(torch, cfg: dict):
             a = torch.complex(-torch.exp(self.log_a_real), self.a_imag)
             return a * dt, (torch.exp(a * dt) - 1) / a, torch.view_as_complex(self.c)
 
-        def forward(self, u, form: str = "chunked", chunk: int = 64):
-            """u: (B, H, L) -> (B, H, L), from a zero state."""
+        def forward(self, u, form: str = "chunked", chunk: int = 64, u0=None):
+            """u: (B, H, L) -> (B, H, L), from a zero state; with u0 (B, H, 1), from the state a constant input u0
+            settles to. The recurrence is linear, so that is the zero state's response to u - u0 plus the
+            steady response to u0 (the state's deviation from the fixed point x0 = Bbar u0 / (1 - Abar) obeys
+            the recurrence driven by u - u0)."""
+            if u0 is not None:
+                return self(u - u0, form, chunk) + self.dc_gain()[:, None] * u0
             if form == "fft":
                 return self.fft(u)
             return self.chunked(u, chunk)
+
+        def dc_gain(self):
+            """(H,): the response to a constant input, D + 2 Re sum_n C_n Bbar_n / (1 - Abar_n); with ZOH
+            Bbar / (1 - Abar) = -1 / A, exactly, so the slowest modes need no small difference."""
+            a = torch.complex(-torch.exp(self.log_a_real), self.a_imag)
+            return self.d + 2 * torch.sum(torch.view_as_complex(self.c) * (-1 / a), dim=-1).real
 
         def fft(self, u):
             L = u.shape[-1]
@@ -297,16 +312,24 @@ def build_model(torch, cfg: dict):
             self.prelu2 = nn.PReLU()
             self.residual = nn.Parameter(torch.ones(H))
 
-        def forward(self, h, e, form, chunk):
+        def forward(self, h, e, form, chunk, h0=None):
+            """h: (B, H, L). With h0 (B, H, 1), the block's input in silence, the S4D starts from the state
+            silence settles it to; with form "steady", h is such a constant input and the result the block's
+            settled output."""
             v = self.prelu1(torch.matmul(self.linear.weight, h) + self.linear.bias[:, None])
-            s = self.ssm(v, form, chunk)
+            if form == "steady":
+                s = self.ssm.dc_gain()[:, None] * v
+            else:
+                v0 = None if h0 is None else self.prelu1(torch.matmul(self.linear.weight, h0) +
+                                                         self.linear.bias[:, None])
+                s = self.ssm(v, form, chunk, v0)
             if self.training and cfg.get("norm") == "running":
                 # Normalise by the running statistics in training too (updated from each batch, without a
                 # gradient): batch statistics of a few windows would normalise away the level of the batch,
                 # which a compressor must see, and the engine runs on the running statistics. With momentum 0
                 # (`norm_momentum`, for a fine-tune) they stay the parent's: a fixed affine.
                 nm = self.norm
-                if nm.momentum:
+                if nm.momentum and form != "steady":
                     with torch.no_grad():
                         nm.running_mean.lerp_(s.mean(dim=(0, 2)), nm.momentum)
                         nm.running_var.lerp_(s.var(dim=(0, 2)), nm.momentum)
@@ -332,11 +355,14 @@ def build_model(torch, cfg: dict):
             self.blocks = nn.ModuleList([Block() for _ in range(cfg["depth"])])
             self.contract = nn.Linear(H, 1)
 
-        def forward(self, x, c, form: str = "chunked", chunk: int = 64, with_log_gain: bool = False):
+        def forward(self, x, c, form: str = "chunked", chunk: int = 64, with_log_gain: bool = False,
+                    start: str = "zero"):
             """x: (B, L) audio, c: (B, 2) controls (0..1) -> (B, L); with `with_log_gain` (the gain form only)
-            also the gain applied, in nepers (B, L), for the log-gain loss."""
+            also the gain applied, in nepers (B, L), for the log-gain loss. `start`: from the zero state, or
+            "settled", from the state silence settles the network to (the control-rate form only)."""
             if cfg.get("block"):
-                return self.forward_blocks(x, c, form, chunk, with_log_gain)
+                return self.forward_blocks(x, c, form, chunk, with_log_gain, start)
+            assert start == "zero", "a settled start needs the control-rate form (`block`)"
             e = self.mlp(c)
             h = x[:, None, :] * self.expand.weight[:, 0, None] + self.expand.bias[:, None]
             if cfg.get("level_floor_db") is not None:
@@ -351,10 +377,15 @@ def build_model(torch, cfg: dict):
             assert not with_log_gain, "the log-gain loss needs `output: gain`"
             return torch.tanh(o)
 
-        def forward_blocks(self, x, c, form: str, chunk: int, with_log_gain: bool):
+        def forward_blocks(self, x, c, form: str, chunk: int, with_log_gain: bool, start: str = "zero"):
             """The control-rate gain computer (`block`: D samples): the network runs once per block of D samples on
             the block's RMS and its level in dB (block_features) and gives the log-gain L[k]; sample j of block k
-            gets exp of the ramp from L[k-2] to L[k-1] (gain_ramp). Causal: L[k-1] is known when block k starts."""
+            gets exp of the ramp from L[k-2] to L[k-1] (gain_ramp). Causal: L[k-1] is known when block k starts.
+
+            start "settled": every S4D starts from the state silence settles it to, and the ramp from silence's
+            gain, as the engine's pedal does after a reset (S4dNetwork::settle). Silence's features are 0, so
+            the first block's input is the expansion's bias; each block's settled output, the next one's."""
+            assert start in ("zero", "settled"), start
             d = cfg["block"]
             length = x.shape[-1]
             xp = torch.nn.functional.pad(x, (0, (-length) % d))
@@ -362,10 +393,18 @@ def build_model(torch, cfg: dict):
             h = (rms[:, None, :] * self.expand.weight[:, 0, None] + lvl[:, None, :] * self.expand.weight[:, 1, None]
                  + self.expand.bias[:, None])
             e = self.mlp(c)
-            for block in self.blocks:
-                h = block(h, e, form, chunk)
+            initial = None
+            if start == "settled":
+                h0 = self.expand.bias[None, :, None].expand(x.shape[0], -1, 1)
+                for block in self.blocks:
+                    h, h0 = block(h, e, form, chunk, h0), block(h0, e, "steady", chunk)
+                o0 = torch.einsum("h,bhm->bm", self.contract.weight[0], h0) + self.contract.bias
+                initial = -torch.nn.functional.softplus(o0)
+            else:
+                for block in self.blocks:
+                    h = block(h, e, form, chunk)
             o = torch.einsum("h,bhm->bm", self.contract.weight[0], h) + self.contract.bias
-            log_gain = gain_ramp(torch, -torch.nn.functional.softplus(o), d)[:, :length]
+            log_gain = gain_ramp(torch, -torch.nn.functional.softplus(o), d, initial)[:, :length]
             y = x * torch.exp(log_gain)
             return (y, log_gain) if with_log_gain else y
 
@@ -419,10 +458,14 @@ def block_features(torch, x, d: int, floor_db: float):
     return torch.sqrt(ms), 1.0 + torch.clamp(10.0 * torch.log10(ms), min=floor_db) / -floor_db
 
 
-def gain_ramp(torch, log_gain, d: int):
+def gain_ramp(torch, log_gain, d: int, initial=None):
     """Per-block log-gains L (B, M) to per-sample ones (B, M d): sample j of block k gets
-    L[k-2] + (L[k-1] - L[k-2]) (j + 1) / d, with L[-1] = L[-2] = 0 (unity gain, a zero state's)."""
-    padded = torch.nn.functional.pad(log_gain, (2, 0))
+    L[k-2] + (L[k-1] - L[k-2]) (j + 1) / d, with L[-1] = L[-2] = 0 (unity gain, a zero state's), or `initial`
+    (B, 1), the gain of a settled start."""
+    if initial is None:
+        padded = torch.nn.functional.pad(log_gain, (2, 0))
+    else:
+        padded = torch.cat([initial, initial, log_gain], dim=-1)
     start, end = padded[:, :-2], padded[:, 1:-1]
     f = torch.arange(1, d + 1, dtype=log_gain.dtype, device=log_gain.device) / d
     return (start[..., None] + (end - start)[..., None] * f).reshape(log_gain.shape[0], -1)
@@ -606,19 +649,23 @@ def main() -> None:
     ctrl = {split: [control_vector(c["peak_reduction"], c["limit"]) for c in cs] for split, cs in chunks.items()}
 
     chunk_t = learning["chunk"]
+    # Where every window, validation chunk and manifest chunk starts: the zero state, or the state silence settles
+    # the network to (the pedal's after a reset, and where `neuralboard eval` measures the dynamics from).
+    start = learning.get("initial_state", "zero")
 
     def run_model(model, x: np.ndarray, c: list[float], form: str, dtype=torch.float32) -> np.ndarray:
         dev = next(model.parameters()).device
         with torch.no_grad():
             out = model(torch.from_numpy(x).to(dev, dtype)[None], torch.tensor([c], dtype=dtype, device=dev), form,
-                        chunk_t)
+                        chunk_t, start=start)
         return out[0].double().cpu().numpy()
 
     lg_weight = learning.get("log_gain_weight", 0.0)
     lg_floor = learning.get("log_gain_floor_db", -60.0)
 
     def evaluate(model, split: str, form: str = "chunked", dtype=torch.float32) -> tuple[float, list[float], float]:
-        """ESR over a split's chunks after WARMUP_S, the model from a zero state over each whole chunk; the ESR
+        """ESR over a split's chunks after WARMUP_S, the model from its initial state (`start`) over each whole
+        chunk; the ESR
         per chunk; and the mean over the chunks of the log-gain error (log_gain_mse, nepers squared)."""
         was_training = model.training
         model.eval()
@@ -723,11 +770,11 @@ def main() -> None:
                 g["lr"] = lr * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
             inp, c_t, tgt = sample_batch(batch)
             if lg_weight:
-                out, log_gain = step_net(inp, c_t, "chunked", chunk_t, True)
+                out, log_gain = step_net(inp, c_t, "chunked", chunk_t, True, start)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:]) + lg_weight * log_gain_error(
                     torch, log_gain[:, warm:], inp[:, warm:], tgt[:, warm:], lg_floor)
             else:
-                out = step_net(inp, c_t, "chunked", chunk_t)
+                out = step_net(inp, c_t, "chunked", chunk_t, False, start)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:])
             recent.append(loss.item())
             opt.zero_grad()
@@ -882,11 +929,14 @@ def main() -> None:
         "target_esr": recipe["target_esr"],
         "targets_missed": missed,
         "esr_definition": f"sum((teacher - model)^2) / sum(teacher^2) over all chunks of a split, samples "
-                          f"t >= {warm_eval} ({WARMUP_S} s) of each chunk; the model runs from a zero state "
-                          f"(all SSM states 0) over the whole chunk with the chunk's controls, and the teacher "
+                          f"t >= {warm_eval} ({WARMUP_S} s) of each chunk; the model runs from "
+                          + ("a zero state (all SSM states 0)" if start == "zero" else
+                             "the state silence settles it to (initial_state)")
+                          + f" over the whole chunk with the chunk's controls, and the teacher "
                           f"from rest over the same input. Measured on the exported weights in single precision "
                           f"(the convolution computed in chunks: the same linear map as the recurrence)",
         "esr_warmup_seconds": WARMUP_S,
+        "initial_state": start,
         "gain_error_definition": f"the model's gain against the teacher's (output / input, both), in dB: the root "
                                  f"of the mean over a split's chunks of the mean square of the difference over the "
                                  f"samples t >= {warm_eval} with the input above {lg_floor} dBFS",

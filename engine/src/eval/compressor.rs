@@ -3,8 +3,9 @@
 //!
 //! Each chunk is `neuralboard corpus --seed SEED --seconds S`, times a piecewise-constant gain (one value per
 //! `segment_samples`, `null` = silence: the note-offs after which the release shows), through the opto teacher at
-//! the chunk's peak reduction and limit. The model runs from a zero state over the whole chunk; the ESR leaves out
-//! the first `esr_warmup_seconds` of each chunk, over which the model's slow states settle from zero.
+//! the chunk's peak reduction and limit. The model runs over the whole chunk from the manifest's `initial_state`:
+//! the zero state, or the state silence settles it to (the pedal's after a reset); the ESR leaves out the first
+//! `esr_warmup_seconds` of each chunk, over which a zero state's slow modes settle.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -37,6 +38,20 @@ pub struct CompressorManifest {
     #[serde(default)]
     pub targets_missed: Vec<String>,
     pub esr_warmup_seconds: f32,
+    /// Where the model starts each chunk (manifests before it was recorded: the zero state).
+    #[serde(default)]
+    pub initial_state: InitialState,
+}
+
+/// The state a model starts a chunk from.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialState {
+    /// Every state zero (what a training framework computes from by default).
+    #[default]
+    Zero,
+    /// The state silence settles the network to ([`S4dNetwork::settle`]).
+    Settled,
 }
 
 /// One piece of a compressor test split.
@@ -157,9 +172,12 @@ impl CompressorManifest {
     }
 }
 
-/// Runs the network over `input` from a zero state in blocks.
-fn run_from_zero(net: &mut S4dNetwork, input: &[f32]) -> Vec<f32> {
-    net.clear();
+/// Runs the network over `input` in blocks from `initial`.
+fn run_from(net: &mut S4dNetwork, initial: InitialState, input: &[f32]) -> Vec<f32> {
+    match initial {
+        InitialState::Zero => net.clear(),
+        InitialState::Settled => net.settle(),
+    }
     let mut out = vec![0.0; input.len()];
     for (x, y) in input.chunks(BLOCK).zip(out.chunks_mut(BLOCK)) {
         net.process(x, y);
@@ -177,7 +195,7 @@ pub fn evaluate_splits(manifest: &CompressorManifest, file: &S4dFile) -> Result<
         for chunk in chunks {
             let (input, target) = manifest.chunk(chunk)?;
             net.set_controls(&[chunk.peak_reduction, chunk.limit]);
-            let output = run_from_zero(&mut net, &input);
+            let output = run_from(&mut net, manifest.initial_state, &input);
             let from = warmup.min(input.len());
             let (e, s) = super::error_and_signal(&target[from..], &output[from..]);
             err += e;

@@ -524,7 +524,8 @@ impl S4dNetwork {
         }
     }
 
-    /// Zeroes every state (what training computes from); evaluation uses it, the pedal uses [`S4dNetwork::settle`].
+    /// Zeroes every state (where training starts unless its recipe says `initial_state: settled`); evaluation uses
+    /// it for a manifest that starts from zero, the pedal uses [`S4dNetwork::settle`].
     pub fn clear(&mut self) {
         for block in &mut self.blocks {
             block.clear();
