@@ -114,6 +114,32 @@ def merged(base: dict, override: dict) -> dict:
     return out
 
 
+def resolved(recipes: dict, name: str) -> dict:
+    """Recipe `name` in full. A recipe with `extends` lists only what it changes: it is its parent's (resolved in
+    turn) with its own keys merged in (nested dictionaries key by key, so a new split is added beside the parent's;
+    lists and numbers replaced). `init`, the model a fine-tune starts from, belongs to each recipe alone: a child
+    never inherits its parent's. The keys a child names in `replaces` it gives whole, in its own order, instead:
+    the order of the splits decides the order of the training chunks, which the batches are drawn by, so a split
+    added other than at the end means restating them."""
+    chain = [name]
+    while "extends" in recipes[chain[-1]]:
+        parent = recipes[chain[-1]]["extends"]
+        if parent not in recipes:
+            raise SystemExit(f"recipe {chain[-1]} extends {parent}, which is not a recipe")
+        if parent in chain:
+            raise SystemExit(f"recipe {name}: `extends` goes round in a circle ({' -> '.join(chain + [parent])})")
+        chain.append(parent)
+    recipe = recipes[chain[-1]]
+    for child in reversed(chain[:-1]):
+        own = recipes[child]
+        whole = own.get("replaces", [])
+        recipe = {k: v for k, v in recipe.items() if k != "init"}
+        for k in whole:
+            recipe[k] = own[k]
+        recipe = merged(recipe, {k: v for k, v in own.items() if k not in ("extends", "replaces", *whole)})
+    return recipe
+
+
 @dataclass
 class Run:
     """Where a training run stands before anything runs."""

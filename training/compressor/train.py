@@ -96,7 +96,8 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import check_init, device_name, esr, init_record, log, merged, run, run_once, start_run, trainer_arguments  # noqa: E402
+from common import (check_init, device_name, esr, init_record, log, merged, resolved, run, run_once,  # noqa: E402
+                    start_run, trainer_arguments)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recurrent import CHECK_TOLERANCE, max_check_error  # noqa: E402
@@ -621,7 +622,7 @@ def main() -> None:
     ap.add_argument("--experiment", action="store_true",
                     help="train and report the validation ESR only: no export, nothing written")
     args = ap.parse_args()
-    recipe = merged(recipes[args.recipe], args.override)
+    recipe = merged(resolved(recipes, args.recipe), args.override)
     learning = dict(recipe["learning"])
     if args.loss:
         learning["loss"] = args.loss
