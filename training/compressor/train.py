@@ -76,8 +76,8 @@ Export: `NAME.s4d.json` (format "neuralboard-s4d" version 1, the weights the Rus
 (three short excerpts and this model's output for them in the FFT-convolution form, for the Rust recurrent form to
 match; `recurrent.py` runs the recurrence and must agree) and `NAME.manifest.json` (chunks, ESRs per split,
 targets). The manifest's ESRs are measured on the exported numbers, the model run from its initial state (recorded
-as the manifest's `initial_state`) over each whole chunk and the first `WARMUP_S` seconds left out. The binary is $NEURALBOARD if set, else
-`cargo build --release -p neuralboard`.
+as the manifest's `initial_state`) over each whole chunk and the first `WARMUP_S` seconds left out. The binary is
+$NEURALBOARD if set, else `cargo build --release -p neuralboard`.
 """
 
 from __future__ import annotations
