@@ -665,8 +665,9 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
     }
     if !result.dynamics.is_empty() {
         println!(
-            "  dynamics against the teacher (static curve −40…0 dBFS; attack/release on a −30 → −6 dBFS step; gain \
-             ripple on a low E held at −6 dBFS):"
+            "  dynamics against the teacher (static curve −40…0 dBFS; attack/release on a −30 → −6 dBFS step, and \
+             the two gain reductions' largest difference over its first 200 ms and the 3 s after it; gain ripple on \
+             a low E held at −6 dBFS):"
         );
     }
     for d in &result.dynamics {
@@ -676,14 +677,16 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
             })
         };
         println!(
-            "    peak reduction {}{}: static curve within {:.2} dB; teacher {}; model {}{}; ripple {:.2} dB (teacher \
-             {:.2} dB)",
+            "    peak reduction {}{}: static curve within {:.2} dB; teacher {}; model {}{}; attack curve within \
+             {:.2} dB, release curve within {:.2} dB; ripple {:.2} dB (teacher {:.2} dB)",
             d.peak_reduction,
             if d.limit >= 0.5 { " (limit)" } else { "" },
             d.static_max_difference_db,
             times(d.teacher),
             times(d.model),
             d.timing_errors().map(|(a, r)| format!(" ({:+.0} % / {:+.0} %)", 100.0 * a, 100.0 * r)).unwrap_or_default(),
+            d.step_curves_db.0,
+            d.step_curves_db.1,
             d.ripple_db.1,
             d.ripple_db.0,
         );

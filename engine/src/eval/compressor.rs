@@ -77,6 +77,9 @@ pub struct DynamicsComparison {
     pub model: Option<Timing>,
     /// Gain ripple on a held low E (dB, max − min): the teacher's and the model's.
     pub ripple_db: (f64, f64),
+    /// Largest difference between the two gain reductions over the attack and over the release of the step (dB;
+    /// [`dynamics::step_curve_differences`]).
+    pub step_curves_db: (f64, f64),
 }
 
 impl DynamicsComparison {
@@ -242,12 +245,15 @@ pub fn compare_dynamics(file: &S4dFile) -> Vec<DynamicsComparison> {
             let of_model = dynamics::static_curve(rate, &mut || model(p, l));
             let static_max_difference_db =
                 of_teacher.iter().zip(&of_model).map(|(t, m)| (t.1 - m.1).abs()).fold(0.0, f64::max);
+            let step_teacher = dynamics::StepResponse::measure(rate, &mut *teacher(p, l));
+            let step_model = dynamics::StepResponse::measure(rate, &mut *model(p, l));
             DynamicsComparison {
                 peak_reduction: p,
                 limit: l,
                 static_max_difference_db,
-                teacher: dynamics::timing(rate, &mut *teacher(p, l)),
-                model: dynamics::timing(rate, &mut *model(p, l)),
+                teacher: dynamics::timing_of(rate, &step_teacher),
+                model: dynamics::timing_of(rate, &step_model),
+                step_curves_db: dynamics::step_curve_differences(rate, &step_teacher, &step_model),
                 ripple_db: (
                     dynamics::ripple_db(rate, &mut *teacher(p, l)),
                     dynamics::ripple_db(rate, &mut *model(p, l)),

@@ -8,6 +8,10 @@
 //!   The gain reduction is followed in 1 ms windows; the attack time is the time from the step up until it has
 //!   covered 63 % of its way to the value at the end of the hold, the release time the time from the step down until
 //!   it has covered 63 % of its way back to the quiet level's.
+//! - **Attack and release curves**: the same step, the two gain reductions compared over time in 10 ms windows:
+//!   the largest difference over the first `ATTACK_CURVE_S` after the step up and over the `RELEASE_S` after the
+//!   step down. Where a release has two stages, its 63 % point can fall on the plateau between them, and a few
+//!   tenths of a decibel move the time by half; the curve says how far apart the two releases really are.
 //! - **Ripple**: a low E (82.4 Hz) held at −6 dBFS. Within each cycle a fast detector sees the level rise and fall
 //!   twice; a compressor that follows it modulates the note's gain at twice its frequency, which is heard as
 //!   distortion. The ripple is the spread (max − min, dB) of the gain, output over input, over the last
@@ -31,6 +35,11 @@ pub const MEASURE_S: f32 = 0.25;
 pub const QUIET_DBFS: f32 = -30.0;
 pub const LOUD_DBFS: f32 = -6.0;
 pub const HOLD_S: f32 = 2.0;
+/// How long the quiet tone plays after the step down (the release is followed over all of it).
+pub const RELEASE_S: f32 = 3.0;
+/// How much of the attack the curve comparison covers, and the windows it compares.
+pub const ATTACK_CURVE_S: f32 = 0.2;
+const CURVE_WINDOW_S: f32 = 0.01;
 const WINDOW_S: f32 = 0.001;
 const BLOCK: usize = 64;
 
@@ -86,22 +95,60 @@ pub struct Timing {
     pub held_reduction_db: f64,
 }
 
+/// A processor's response to the attack/release step: its input and output, and where the steps are.
+pub struct StepResponse {
+    input: Vec<f32>,
+    output: Vec<f32>,
+    /// First sample of the loud part, and of the quiet part after it.
+    step_up: usize,
+    step_down: usize,
+}
+
+impl StepResponse {
+    /// Plays the step (`QUIET_DBFS` for 1 s, `LOUD_DBFS` for `HOLD_S`, `QUIET_DBFS` for `RELEASE_S`) through a
+    /// processor in its initial state.
+    pub fn measure(sample_rate: f32, process: &mut Processor) -> Self {
+        let lead = (1.0 * sample_rate) as usize;
+        let hold = (HOLD_S * sample_rate) as usize;
+        let tail = (RELEASE_S * sample_rate) as usize;
+        let mut input = tone(sample_rate, QUIET_DBFS, 0, lead);
+        input.extend(tone(sample_rate, LOUD_DBFS, lead, hold));
+        input.extend(tone(sample_rate, QUIET_DBFS, lead + hold, tail));
+        let output = run(process, &input);
+        Self { input, output, step_up: lead, step_down: lead + hold }
+    }
+
+    /// The gain reduction (dB) in consecutive windows of `window` samples.
+    fn reduction(&self, window: usize) -> Vec<f64> {
+        self.input.chunks(window).zip(self.output.chunks(window)).map(|(i, o)| reduction_db(i, o)).collect()
+    }
+}
+
+/// How far apart two processors' gain reductions are over the step (dB, largest difference in 10 ms windows): over
+/// the first `ATTACK_CURVE_S` after the step up, and over the `RELEASE_S` after the step down.
+pub fn step_curve_differences(sample_rate: f32, a: &StepResponse, b: &StepResponse) -> (f64, f64) {
+    let window = (CURVE_WINDOW_S * sample_rate) as usize;
+    let (ra, rb) = (a.reduction(window), b.reduction(window));
+    let worst = |from: usize, to: usize| {
+        ra[from / window..to / window].iter().zip(&rb[from / window..]).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    };
+    let attack_end = a.step_up + (ATTACK_CURVE_S * sample_rate) as usize;
+    (worst(a.step_up, attack_end), worst(a.step_down, a.input.len()))
+}
+
 /// Measures attack and release on a processor in its initial state; `None` when the step does not make it compress
 /// (a gain-reduction change under 1 dB has no meaningful time constant).
 pub fn timing(sample_rate: f32, process: &mut Processor) -> Option<Timing> {
-    let lead = (1.0 * sample_rate) as usize;
-    let hold = (HOLD_S * sample_rate) as usize;
-    let tail = (3.0 * sample_rate) as usize;
-    let mut input = tone(sample_rate, QUIET_DBFS, 0, lead);
-    input.extend(tone(sample_rate, LOUD_DBFS, lead, hold));
-    input.extend(tone(sample_rate, QUIET_DBFS, lead + hold, tail));
-    let output = run(process, &input);
+    timing_of(sample_rate, &StepResponse::measure(sample_rate, process))
+}
+
+/// [`timing`] from a measured step response.
+pub fn timing_of(sample_rate: f32, step: &StepResponse) -> Option<Timing> {
     let window = (WINDOW_S * sample_rate) as usize;
-    let reduction: Vec<f64> =
-        input.chunks(window).zip(output.chunks(window)).map(|(i, o)| reduction_db(i, o)).collect();
+    let reduction = step.reduction(window);
     let at = |sample: usize| sample / window;
-    let quiet_before = reduction[at(lead) - 1];
-    let held = reduction[at(lead + hold) - 1];
+    let quiet_before = reduction[at(step.step_up) - 1];
+    let held = reduction[at(step.step_down) - 1];
     let quiet_after = *reduction.last()?;
     if held - quiet_before < 1.0 || held - quiet_after < 1.0 {
         return None;
@@ -112,8 +159,8 @@ pub fn timing(sample_rate: f32, process: &mut Processor) -> Option<Timing> {
     let attack_goal = quiet_before + 0.63 * (held - quiet_before);
     let release_goal = held - 0.63 * (held - quiet_after);
     Some(Timing {
-        attack_s: crossing(at(lead), &|r| r >= attack_goal)?,
-        release_s: crossing(at(lead + hold), &|r| r <= release_goal)?,
+        attack_s: crossing(at(step.step_up), &|r| r >= attack_goal)?,
+        release_s: crossing(at(step.step_down), &|r| r <= release_goal)?,
         held_reduction_db: held,
     })
 }
@@ -189,5 +236,27 @@ mod tests {
         assert!((0.001..0.03).contains(&t.attack_s), "{t:?}");
         assert!(t.release_s > 0.05 && t.release_s < 3.0, "{t:?}");
         assert!(timing(RATE, &mut *opto(0.0, 0.0)).is_none(), "no compression, no timing");
+    }
+
+    #[test]
+    fn dynamics_step_curves_compare_two_gain_reductions_over_time() {
+        let teacher = StepResponse::measure(RATE, &mut *opto(70.0, 0.0));
+        assert_eq!(step_curve_differences(RATE, &teacher, &teacher), (0.0, 0.0));
+        // The same compressor, 0.5 dB quieter during the release only (the step down is at 3 s).
+        let mut inner = opto(70.0, 0.0);
+        let mut t = 0usize;
+        let mut quieter_release = |input: &[f32], output: &mut [f32]| {
+            inner(input, output);
+            for y in output.iter_mut() {
+                if t >= 3 * RATE as usize {
+                    *y *= 10f32.powf(-0.5 / 20.0);
+                }
+                t += 1;
+            }
+        };
+        let model = StepResponse::measure(RATE, &mut quieter_release);
+        let (attack, release) = step_curve_differences(RATE, &teacher, &model);
+        assert!(attack < 1e-9, "{attack}");
+        assert!((release - 0.5).abs() < 1e-3, "{release}");
     }
 }
