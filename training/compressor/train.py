@@ -654,11 +654,13 @@ def main() -> None:
     # the network to (the pedal's after a reset, and where `neuralboard eval` measures the dynamics from).
     start = learning.get("initial_state", "zero")
 
-    def run_model(model, x: np.ndarray, c: list[float], form: str, dtype=torch.float32) -> np.ndarray:
+    def run_model(model, x: np.ndarray, c: list[float], form: str, dtype=torch.float32,
+                  initial: str | None = None) -> np.ndarray:
+        """The model over x from `initial` (the recipe's initial state unless given)."""
         dev = next(model.parameters()).device
         with torch.no_grad():
             out = model(torch.from_numpy(x).to(dev, dtype)[None], torch.tensor([c], dtype=dtype, device=dev), form,
-                        chunk_t, start=start)
+                        chunk_t, start=initial or start)
         return out[0].double().cpu().numpy()
 
     lg_weight = learning.get("log_gain_weight", 0.0)
@@ -883,7 +885,8 @@ def main() -> None:
     excerpt = np.array([float(f"{v:.7g}") for v in excerpt], dtype=np.float32)
     cases = []
     for p, lim in check_spec["controls"]:
-        out = run_model(ref, excerpt, control_vector(p, lim), "fft", torch.float64)
+        # From the zero state, as the check file says and recurrent.py and the engine's test run it.
+        out = run_model(ref, excerpt, control_vector(p, lim), "fft", torch.float64, "zero")
         cases.append({"controls": {"peak_reduction": float(p), "limit": float(lim)},
                       "input": [float(f"{v:.7g}") for v in excerpt],
                       "output": [float(f"{v:.7g}") for v in out]})
