@@ -652,7 +652,7 @@ def main() -> None:
     chunk_t = learning["chunk"]
     # Where every window, validation chunk and manifest chunk starts: the zero state, or the state silence settles
     # the network to (the pedal's after a reset, and where `neuralboard eval` measures the dynamics from).
-    start = learning.get("initial_state", "zero")
+    initial_state = learning.get("initial_state", "zero")
 
     def run_model(model, x: np.ndarray, c: list[float], form: str, dtype=torch.float32,
                   initial: str | None = None) -> np.ndarray:
@@ -660,14 +660,14 @@ def main() -> None:
         dev = next(model.parameters()).device
         with torch.no_grad():
             out = model(torch.from_numpy(x).to(dev, dtype)[None], torch.tensor([c], dtype=dtype, device=dev), form,
-                        chunk_t, start=initial or start)
+                        chunk_t, start=initial or initial_state)
         return out[0].double().cpu().numpy()
 
     lg_weight = learning.get("log_gain_weight", 0.0)
     lg_floor = learning.get("log_gain_floor_db", -60.0)
 
     def evaluate(model, split: str, form: str = "chunked", dtype=torch.float32) -> tuple[float, list[float], float]:
-        """ESR over a split's chunks after WARMUP_S, the model from its initial state (`start`) over each whole
+        """ESR over a split's chunks after WARMUP_S, the model from its initial state (`initial_state`) over each whole
         chunk; the ESR
         per chunk; and the mean over the chunks of the log-gain error (log_gain_mse, nepers squared)."""
         was_training = model.training
@@ -773,11 +773,11 @@ def main() -> None:
                 g["lr"] = lr * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
             inp, c_t, tgt = sample_batch(batch)
             if lg_weight:
-                out, log_gain = step_net(inp, c_t, "chunked", chunk_t, True, start)
+                out, log_gain = step_net(inp, c_t, "chunked", chunk_t, True, initial_state)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:]) + lg_weight * log_gain_error(
                     torch, log_gain[:, warm:], inp[:, warm:], tgt[:, warm:], lg_floor)
             else:
-                out = step_net(inp, c_t, "chunked", chunk_t, False, start)
+                out = step_net(inp, c_t, "chunked", chunk_t, False, initial_state)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:])
             recent.append(loss.item())
             opt.zero_grad()
@@ -934,13 +934,13 @@ def main() -> None:
         "targets_missed": missed,
         "esr_definition": f"sum((teacher - model)^2) / sum(teacher^2) over all chunks of a split, samples "
                           f"t >= {warm_eval} ({WARMUP_S} s) of each chunk; the model runs from "
-                          + ("a zero state (all SSM states 0)" if start == "zero" else
+                          + ("a zero state (all SSM states 0)" if initial_state == "zero" else
                              "the state silence settles it to (initial_state)")
-                          + f" over the whole chunk with the chunk's controls, and the teacher "
+                          + " over the whole chunk with the chunk's controls, and the teacher "
                           f"from rest over the same input. Measured on the exported weights in single precision "
                           f"(the convolution computed in chunks: the same linear map as the recurrence)",
         "esr_warmup_seconds": WARMUP_S,
-        "initial_state": start,
+        "initial_state": initial_state,
         "gain_error_definition": f"the model's gain against the teacher's (output / input, both), in dB: the root "
                                  f"of the mean over a split's chunks of the mean square of the difference over the "
                                  f"samples t >= {warm_eval} with the input above {lg_floor} dBFS",
