@@ -937,8 +937,8 @@ def main() -> None:
                           + ("a zero state (all SSM states 0)" if initial_state == "zero" else
                              "the state silence settles it to (initial_state)")
                           + " over the whole chunk with the chunk's controls, and the teacher "
-                          f"from rest over the same input. Measured on the exported weights in single precision "
-                          f"(the convolution computed in chunks: the same linear map as the recurrence)",
+                          "from rest over the same input. Measured on the exported weights in single precision "
+                          "(the convolution computed in chunks: the same linear map as the recurrence)",
         "esr_warmup_seconds": WARMUP_S,
         "initial_state": initial_state,
         "gain_error_definition": f"the model's gain against the teacher's (output / input, both), in dB: the root "
