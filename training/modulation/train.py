@@ -5,6 +5,7 @@
                                                [--device cuda] [--override JSON]
     python training/modulation/train.py RECIPE --remeasure     # the shipped file: its test ESRs again
     python training/modulation/train.py RECIPE --init FILE     # fine-tune: start from an exported model
+    python training/modulation/train.py RECIPE --data-only --workdir DIR   # the data alone, for runs side by side
 
 The "grey-box" idea of Wright & Välimäki: the network is given the LFO value of every sample next to the audio,
 so it never has to learn the oscillator, and the player's rate knob keeps working after training. The LFO is the
@@ -17,8 +18,8 @@ initial state; `metadata.neuralboard` tells the pedal about the residual and the
 
 The recipe (training/modulation/recipes.json) fixes every input of the result: the teacher's settings, the rates
 and waveforms of each split, corpus seeds, the architecture and the learning settings (torch and the window
-sampler are seeded). Splits are lists of chunks (expand_chunks): chunk i of a split takes corpus seed
-`seed + i`, one (rate, waveform) pair, start phase frac(0.618034 i) and, for the depth test, a depth scale `k`
+sampler are seeded). Every split whose name starts with `train` is training audio. Splits are lists of chunks
+(expand_chunks): chunk i of a split takes corpus seed `seed + i`, one (rate, waveform) pair, start phase frac(0.618034 i) and, for the depth test, a depth scale `k`
 (the teacher runs at `k * depth`, the model gets `k * LFO`: that is how the pedal's depth knob works).
 
 Training: Adam, truncated back-propagation through time (each window: `warmup` samples without gradient from a
@@ -59,7 +60,8 @@ import numpy as np
 from scipy.io import wavfile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from common import check_init, device_name, esr, init_record, log, merged, run_once, start_run, trainer_arguments  # noqa: E402
+from common import (check_init, device_name, esr, init_record, log, merged, resolved, run_once, start_run,  # noqa: E402
+                    trainer_arguments)
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
@@ -137,11 +139,13 @@ def main() -> None:
                            gpu=True)
     ap.add_argument("--remeasure", action="store_true",
                     help="measure the shipped file in --out-dir again (test ESRs, manifest) instead of training")
+    ap.add_argument("--data-only", action="store_true",
+                    help="make the data in --workdir and stop (runs side by side then share one work folder)")
     ap.add_argument("--init", type=Path,
                     help="start from this exported .nam (the recipe's shape) instead of the initialisation: "
                          "fine-tuning; the manifest records the file's SHA-256")
     args = ap.parse_args()
-    recipe = merged(recipes[args.recipe], args.override)
+    recipe = merged(resolved(recipes, args.recipe), args.override)
     learning = recipe["learning"]
     check_init(args.recipe, recipe, args.init, args.remeasure)
 
@@ -162,8 +166,11 @@ def main() -> None:
         chunks = {split: cs for split, cs in chunks.items() if split.startswith("test")}
     # Held-out chunks start after a pre-roll of silence with the LFO running (not scored); training windows are
     # cut from anywhere in their chunks.
-    pre_roll = {split: 0 if split == "train" else int(PRE_ROLL_S * rate) for split in chunks}
+    pre_roll = {split: 0 if split.startswith("train") else int(PRE_ROLL_S * rate) for split in chunks}
     data = {split: [make_chunk(nb, tmp, recipe, c, pre_roll[split] / rate) for c in cs] for split, cs in chunks.items()}
+    if args.data_only:
+        log(f"data made in {tmp}")
+        return
 
     def stacked(split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A split's chunks as one batch ([B, T, 2] input after the prewarm silence, [B, T] target)."""
@@ -231,8 +238,15 @@ def main() -> None:
         per_split = {split: round(evaluate(model, split)[0], 6) for split in validation_splits}
         return float(np.mean(list(per_split.values()))), per_split
 
-    train = [(np.stack([x, lfo], axis=1), y) for x, lfo, y in data["train"]]
+    # Every split named `train...`, in the recipe's order: the order the window sampler draws chunks by.
+    train_splits = [split for split in chunks if split.startswith("train")]
+    train = [(np.stack([x, lfo], axis=1), y) for split in train_splits for x, lfo, y in data[split]]
     lengths = np.array([len(y) for _, y in train], dtype=np.float64)
+    # All training audio on the training device once, end to end; a window is gathered there by index (at a GPU's
+    # batch sizes, copying windows from the host each step would cost more than the step).
+    offsets = np.concatenate([[0], np.cumsum([len(y) for _, y in train])[:-1]]).astype(np.int64)
+    train_inp = torch.from_numpy(np.concatenate([xl for xl, _ in train])).to(device)
+    train_tgt = torch.from_numpy(np.concatenate([y for _, y in train])).to(device)
     rng = np.random.default_rng(learning["seed"])
     warm, trunc, k = learning["warmup"], learning["truncate"], learning["updates_per_window"]
     window = warm + k * trunc
@@ -257,12 +271,9 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = learning["lr"] * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
         which = rng.choice(len(train), size=batch, p=lengths / lengths.sum())
-        inp = np.empty((batch, window, 2), dtype=np.float32)
-        tgt = np.empty((batch, window), dtype=np.float32)
-        for b, c in enumerate(which):
-            start = rng.integers(0, len(train[c][1]) - window)
-            inp[b], tgt[b] = train[c][0][start:start + window], train[c][1][start:start + window]
-        inp_t, tgt_t = torch.from_numpy(inp).to(device), torch.from_numpy(tgt).to(device)
+        starts = np.array([offsets[c] + rng.integers(0, len(train[c][1]) - window) for c in which], dtype=np.int64)
+        index = torch.from_numpy(starts).to(device)[:, None] + torch.arange(window, device=device)[None]
+        inp_t, tgt_t = train_inp[index], train_tgt[index]
         with torch.no_grad():
             _, state = net(inp_t[:, :warm].contiguous())
         for u in range(k):
@@ -355,7 +366,7 @@ def main() -> None:
             "best_at_window": best[2],
             "best_validation_esr": best[0],
             "validation_history": history,
-            "train_chunks": chunks["train"],
+            **{f"{split}_chunks": chunks[split] for split in train_splits},
             **{f"{split}_chunks": chunks[split] for split in validation_splits},
         },
     }
