@@ -62,7 +62,10 @@ flipped at random (the teacher is odd-symmetric). The loss (`split_esr`) is the 
 set's mean square, i.e. the training split's ESR, the figure the manifest reports; with `log_gain_weight`, plus
 that weight times the squared error of the gain in nepers over the samples above `log_gain_floor_db` (see
 log_gain_error: the ESR is dominated by loud passages, so alone it leaves the release, heard on the quiet notes
-after a loud one, and the curve at low levels nearly untrained). With `init: identity` the network starts at
+after a loud one, and the curve at low levels nearly untrained); with `change_weight` too, the held-tone chunks'
+samples weighted in that error by 1 + change_weight exp(-t / change_seconds), t the time since the level last
+changed (change_weights: the attacks and releases the timings measure against the held levels that outnumber
+them). With `init: identity` the network starts at
 y = tanh(x), or at unity gain (every block's branch zero); with `norm: running` BatchNorm normalises by its running
 statistics in training too (set from the data before the first step, then moved by `norm_momentum` a batch: 0.1
 unless the recipe says otherwise, 0 freezes them). A recipe with a top-level `init` fine-tunes another recipe's
@@ -583,18 +586,38 @@ def make_loss(torch, learning: dict, train_mean_square: float):
     raise ValueError(f"unknown loss '{kind}' (esr, split_esr, esr+pre_esr, mae+mrstft)")
 
 
-def log_gain_error(torch, log_gain, x, y, floor_db: float):
+def log_gain_error(torch, log_gain, x, y, floor_db: float, weights=None):
     """Mean squared error of the gain in nepers, over the samples where the input is above `floor_db`: the teacher
     is a gain applied to its input, so its gain is y / x there. Unlike the ESR this weighs every level alike: the
     release, heard on quiet notes after a loud one, and the static curve at low levels count as much as loud
-    passages do (an error of 1 dB is 0.0133 here, about the ESR it gives at any level)."""
+    passages do (an error of 1 dB is 0.0133 here, about the ESR it gives at any level). With `weights` (like x),
+    the weighted mean (see change_weights)."""
     floor = 10.0 ** (floor_db / 20.0)
     mask = (torch.abs(x) > floor) & (torch.abs(y) > 1e-9)
     safe_x = torch.where(mask, x, torch.ones_like(x))
     safe_y = torch.where(mask, y, torch.ones_like(y))
     teacher = torch.log(torch.abs(safe_y) / torch.abs(safe_x))
-    return torch.sum(torch.where(mask, (log_gain - teacher) ** 2, torch.zeros_like(x))) / torch.clamp(
-        torch.sum(mask), min=1)
+    w = mask.to(x.dtype) if weights is None else torch.where(mask, weights, torch.zeros_like(x))
+    return torch.sum(torch.where(mask, w * (log_gain - teacher) ** 2, torch.zeros_like(x))) / torch.clamp(
+        torch.sum(w), min=1)
+
+
+def change_weights(chunk: dict, length: int, rate: int, weight: float, seconds: float) -> np.ndarray:
+    """Per-sample weights of a held-tone chunk's log-gain error: 1 + weight exp(-t / seconds), t the time since
+    the level last changed (a segment's gain other than the one before, silence included). The attack and the
+    early release, which the timings measure, then count as much as the held level after them, whose samples
+    outnumber them; a corpus chunk's level moves within its segments, so its weights are 1."""
+    w = np.ones(length, dtype=np.float32)
+    if "tone_hz" not in chunk:
+        return w
+    seg = chunk["segment_samples"]
+    bump = (weight * np.exp(-np.arange(seg) / (seconds * rate))).astype(np.float32)
+    gains = chunk["gains_db"]
+    for k in range(1, len(gains)):
+        if gains[k] != gains[k - 1] and k * seg < length:
+            n = min(seg, length - k * seg)
+            w[k * seg:k * seg + n] += bump[:n]
+    return w
 
 
 def log_gain_mse(torch, x: np.ndarray, y: np.ndarray, out: np.ndarray, floor_db: float) -> float:
@@ -713,6 +736,10 @@ def main() -> None:
         train_splits = [sp for sp in chunks if sp.startswith("train")]
         train = [d for sp in train_splits for d in data[sp]]
         train_ctrl = [c for sp in train_splits for c in ctrl[sp]]
+        # The log-gain error's weights (all 1 without `change_weight`).
+        train_w = [change_weights(c, len(d[0]), rate, learning.get("change_weight", 0.0),
+                                  learning.get("change_seconds", 0.25))
+                   for sp in train_splits for c, d in zip(chunks[sp], data[sp])]
         train_ms = float(np.mean(np.concatenate([y for _, y in train]).astype(np.float64) ** 2))
         loss_fn = make_loss(torch, learning, train_ms)
         loss_name = learning["loss"] + (f" + {lg_weight} x log-gain error (input above {lg_floor} dBFS)"
@@ -733,13 +760,16 @@ def main() -> None:
             which = rng.choice(len(train), size=n, p=lengths / lengths.sum())
             inp = np.empty((n, window), dtype=np.float32)
             tgt = np.empty((n, window), dtype=np.float32)
+            wts = np.empty((n, window), dtype=np.float32)
             for b, ci in enumerate(which):
                 x, y = train[ci]
                 start = 0 if rng.random() < learning["start_at_zero"] else rng.integers(0, len(y) - window + 1)
                 sign = 1.0 if rng.random() < 0.5 else -1.0
                 inp[b], tgt[b] = sign * x[start:start + window], sign * y[start:start + window]
+                wts[b] = train_w[ci][start:start + window]
             c_t = torch.tensor([train_ctrl[ci] for ci in which], dtype=torch.float32)
-            return torch.from_numpy(inp).to(device), c_t.to(device), torch.from_numpy(tgt).to(device)
+            return (torch.from_numpy(inp).to(device), c_t.to(device), torch.from_numpy(tgt).to(device),
+                    torch.from_numpy(wts).to(device))
 
         # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
         # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch. A
@@ -750,7 +780,7 @@ def main() -> None:
             with torch.no_grad():
                 for nm in norms:
                     nm.momentum = 1.0
-                inp, c_t, _ = sample_batch(learning["batch"])
+                inp, c_t, _, _ = sample_batch(learning["batch"])
                 net(inp, c_t, "chunked", chunk_t)
         for nm in norms:
             nm.momentum = learning.get("norm_momentum", 0.1)
@@ -771,11 +801,12 @@ def main() -> None:
                 break
             for g, lr in zip(opt.param_groups, base_lr):
                 g["lr"] = lr * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
-            inp, c_t, tgt = sample_batch(batch)
+            inp, c_t, tgt, wts = sample_batch(batch)
             if lg_weight:
                 out, log_gain = step_net(inp, c_t, "chunked", chunk_t, True, initial_state)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:]) + lg_weight * log_gain_error(
-                    torch, log_gain[:, warm:], inp[:, warm:], tgt[:, warm:], lg_floor)
+                    torch, log_gain[:, warm:], inp[:, warm:], tgt[:, warm:], lg_floor,
+                    wts[:, warm:] if learning.get("change_weight") else None)
             else:
                 out = step_net(inp, c_t, "chunked", chunk_t, False, initial_state)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:])
