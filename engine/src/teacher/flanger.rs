@@ -5,10 +5,19 @@
 //! inside 0.1..10 ms; depth 1 uses all of it. Reads between samples use 4-point cubic Hermite interpolation, which
 //! keeps the top octave from dulling and zippering as a linear read would. Feedback sends the delayed signal back
 //! into the line, sharpening the comb; it is clamped to ±0.95, where the loop gain stays below one.
+//!
+//! `lowpass_hz` (0, the default: off) band-limits what enters the line, the input and the feedback together, with a
+//! fourth-order Butterworth low-pass: the wet path of a bucket-brigade (BBD) flanger, whose anti-aliasing filter
+//! does the same. Above the cutoff the output is then the dry signal alone, and the comb and its feedback
+//! resonances live below it.
 
 use super::{Lfo, Teacher, Waveform};
+use crate::dsp::biquad::{Biquad, Coefficients};
 
-pub const PARAMS: &[&str] = &["delay_ms", "depth", "rate", "feedback", "mix", "waveform", "phase"];
+pub const PARAMS: &[&str] = &["delay_ms", "depth", "rate", "feedback", "mix", "waveform", "phase", "lowpass_hz"];
+
+/// The two sections' Q of a fourth-order Butterworth low-pass: 1 / (2 cos(π/8)) and 1 / (2 cos(3π/8)).
+const BUTTERWORTH_4_Q: [f32; 2] = [0.541_196_1, 1.306_563];
 
 const MIN_DELAY_MS: f32 = 0.1;
 const MAX_DELAY_MS: f32 = 10.0;
@@ -30,11 +39,13 @@ pub struct FlangerSettings {
     pub waveform: f32,
     /// LFO start phase 0..1.
     pub phase: f32,
+    /// Cutoff of the wet path's low-pass, Hz (0: full band).
+    pub lowpass_hz: f32,
 }
 
 impl Default for FlangerSettings {
     fn default() -> Self {
-        Self { delay_ms: 3.0, depth: 0.7, rate: 0.25, feedback: 0.5, mix: 0.5, waveform: 1.0, phase: 0.0 }
+        Self { delay_ms: 3.0, depth: 0.7, rate: 0.25, feedback: 0.5, mix: 0.5, waveform: 1.0, phase: 0.0, lowpass_hz: 0.0 }
     }
 }
 
@@ -48,6 +59,7 @@ impl FlangerSettings {
             "mix" => self.mix = v,
             "waveform" => self.waveform = v,
             "phase" => self.phase = v,
+            "lowpass_hz" => self.lowpass_hz = v,
             _ => return false,
         }
         true
@@ -63,6 +75,8 @@ pub struct Flanger {
     swing_samples: f32,
     feedback: f32,
     mix: f32,
+    /// The wet path's low-pass, when `lowpass_hz` > 0.
+    lowpass: Option<[Biquad; 2]>,
 }
 
 impl Flanger {
@@ -81,6 +95,8 @@ impl Flanger {
             swing_samples: swing * ms,
             feedback: s.feedback.clamp(-MAX_FEEDBACK, MAX_FEEDBACK),
             mix: s.mix.clamp(0.0, 1.0),
+            lowpass: (s.lowpass_hz > 0.0)
+                .then(|| BUTTERWORTH_4_Q.map(|q| Biquad::new(Coefficients::lowpass(sample_rate, s.lowpass_hz, q)))),
         }
     }
 
@@ -114,7 +130,11 @@ impl Teacher for Flanger {
         self.lfo.advance();
         let delayed = self.read(self.delay_samples(self.last_lfo));
         let mask = self.line.len() - 1;
-        self.line[self.write & mask] = x + self.feedback * delayed;
+        let mut into_line = x + self.feedback * delayed;
+        if let Some(sections) = &mut self.lowpass {
+            into_line = sections.iter_mut().fold(into_line, |v, section| section.tick(v));
+        }
+        self.line[self.write & mask] = into_line;
         self.write = self.write.wrapping_add(1);
         (1.0 - self.mix) * x + self.mix * delayed
     }
@@ -201,5 +221,38 @@ mod tests {
             assert!((pair[1] - pair[0] - 400.0).abs() <= 2.0, "notches {notches:?}");
         }
         assert!((notches[0] - 200.0).abs() <= 2.0, "notches {notches:?}");
+    }
+
+    #[test]
+    fn flanger_lowpass_leaves_the_dry_signal_above_its_cutoff() {
+        let settings = |lowpass_hz| FlangerSettings {
+            delay_ms: 1.0,
+            rate: 0.0,
+            depth: 0.0,
+            feedback: 0.5,
+            mix: 0.5,
+            lowpass_hz,
+            ..Default::default()
+        };
+        let impulse_response = |lowpass_hz| {
+            let mut f = Flanger::new(SR, settings(lowpass_hz));
+            (0..8192).map(|n| f.tick(if n == 0 { 1.0 } else { 0.0 })).collect::<Vec<f32>>()
+        };
+        let (full, dark) = (impulse_response(0.0), impulse_response(5000.0));
+        // The smallest and largest magnitude over a band, scanned every 25 Hz.
+        let range = |ir: &[f32], from: u32, to: u32| {
+            (from / 25..=to / 25).map(|k| response_magnitude(ir, SR, (k * 25) as f32)).fold((f64::MAX, 0.0f64), |m, v| {
+                (m.0.min(v), m.1.max(v))
+            })
+        };
+        // 1 ms with feedback 0.5: peaks of 1.5 and notches of 0.17 every kHz. Below the cutoff the low-passed comb
+        // still swings as deep (the filter's phase only moves its teeth)...
+        let (low, high) = range(&dark, 200, 2500);
+        assert!(low < 0.25 && high > 1.3, "low-passed, 0.2-2.5 kHz: {low}..{high}");
+        // ... and two octaves above it only the dry half is left, where the full-band comb swings as it does below.
+        let (low, high) = range(&dark, 20_000, 22_000);
+        assert!(low > 0.49 && high < 0.51, "low-passed, 20-22 kHz: {low}..{high}, expected the dry 0.5");
+        let (low, high) = range(&full, 20_000, 22_000);
+        assert!(low < 0.25 && high > 1.3, "full band, 20-22 kHz: {low}..{high}");
     }
 }
