@@ -9,7 +9,8 @@
 //! `lowpass_hz` (0, the default: off) band-limits what enters the line, the input and the feedback together, with a
 //! fourth-order Butterworth low-pass: the wet path of a bucket-brigade (BBD) flanger, whose anti-aliasing filter
 //! does the same. Above the cutoff the output is then the dry signal alone, and the comb and its feedback
-//! resonances live below it.
+//! resonances live below it. The filter's own delay (its group delay at low frequencies, about 4 samples at 5 kHz
+//! and 48 kHz) is taken off the line's, so that the comb below the cutoff stays where `delay_ms` puts it.
 
 use super::{Lfo, Teacher, Waveform};
 use crate::dsp::biquad::{Biquad, Coefficients};
@@ -45,7 +46,16 @@ pub struct FlangerSettings {
 
 impl Default for FlangerSettings {
     fn default() -> Self {
-        Self { delay_ms: 3.0, depth: 0.7, rate: 0.25, feedback: 0.5, mix: 0.5, waveform: 1.0, phase: 0.0, lowpass_hz: 0.0 }
+        Self {
+            delay_ms: 3.0,
+            depth: 0.7,
+            rate: 0.25,
+            feedback: 0.5,
+            mix: 0.5,
+            waveform: 1.0,
+            phase: 0.0,
+            lowpass_hz: 0.0,
+        }
     }
 }
 
@@ -77,6 +87,8 @@ pub struct Flanger {
     mix: f32,
     /// The wet path's low-pass, when `lowpass_hz` > 0.
     lowpass: Option<[Biquad; 2]>,
+    /// Its group delay at low frequencies, samples (0 without one), taken off every read.
+    lowpass_delay: f32,
 }
 
 impl Flanger {
@@ -84,6 +96,10 @@ impl Flanger {
         let centre = s.delay_ms.clamp(MIN_DELAY_MS, MAX_DELAY_MS);
         let swing = s.depth.clamp(0.0, 1.0) * (centre - MIN_DELAY_MS).min(MAX_DELAY_MS - centre);
         let ms = sample_rate / 1000.0;
+        let lowpass = (s.lowpass_hz > 0.0)
+            .then(|| BUTTERWORTH_4_Q.map(|q| Biquad::new(Coefficients::lowpass(sample_rate, s.lowpass_hz, q))));
+        let lowpass_delay =
+            lowpass.map_or(0.0, |sections| sections.iter().map(|b| dc_group_delay(&b.coefficients)).sum());
         // Room for the longest delay plus the interpolator's two extra taps, rounded to a power of two for masking.
         let len = ((MAX_DELAY_MS * ms) as usize + 4).next_power_of_two();
         Self {
@@ -95,8 +111,8 @@ impl Flanger {
             swing_samples: swing * ms,
             feedback: s.feedback.clamp(-MAX_FEEDBACK, MAX_FEEDBACK),
             mix: s.mix.clamp(0.0, 1.0),
-            lowpass: (s.lowpass_hz > 0.0)
-                .then(|| BUTTERWORTH_4_Q.map(|q| Biquad::new(Coefficients::lowpass(sample_rate, s.lowpass_hz, q)))),
+            lowpass,
+            lowpass_delay,
         }
     }
 
@@ -124,11 +140,17 @@ impl Flanger {
     }
 }
 
+/// A biquad's group delay at 0 Hz, samples: for H = B/A, sum(n b_n) / sum(b_n) - sum(n a_n) / sum(a_n), a_0 = 1.
+fn dc_group_delay(c: &Coefficients) -> f32 {
+    (c.b1 + 2.0 * c.b2) / (c.b0 + c.b1 + c.b2) - (c.a1 + 2.0 * c.a2) / (1.0 + c.a1 + c.a2)
+}
+
 impl Teacher for Flanger {
     fn tick(&mut self, x: f32) -> f32 {
         self.last_lfo = self.lfo.value();
         self.lfo.advance();
-        let delayed = self.read(self.delay_samples(self.last_lfo));
+        // The read stays ≥ 2 samples behind (the interpolator's need) even at a 0.1 ms delay with the filter's taken off.
+        let delayed = self.read((self.delay_samples(self.last_lfo) - self.lowpass_delay).max(2.0));
         let mask = self.line.len() - 1;
         let mut into_line = x + self.feedback * delayed;
         if let Some(sections) = &mut self.lowpass {
@@ -224,6 +246,29 @@ mod tests {
     }
 
     #[test]
+    fn flanger_lowpass_keeps_the_delay_where_delay_ms_puts_it() {
+        let input = noise(24_000, 5);
+        for delay_ms in [0.25, 1.0] {
+            let mut f = Flanger::new(
+                SR,
+                FlangerSettings {
+                    delay_ms,
+                    rate: 0.0,
+                    depth: 0.0,
+                    feedback: 0.0,
+                    mix: 1.0,
+                    lowpass_hz: 5000.0,
+                    ..Default::default()
+                },
+            );
+            let out: Vec<f32> = input.iter().map(|&x| f.tick(x)).collect();
+            let lag = correlation_peak_lag(&input[..20_000], &out, 200);
+            let expected = (delay_ms * SR / 1000.0).round() as usize;
+            assert!(lag.abs_diff(expected) <= 1, "{delay_ms} ms: peak at {lag}, expected {expected}");
+        }
+    }
+
+    #[test]
     fn flanger_lowpass_leaves_the_dry_signal_above_its_cutoff() {
         let settings = |lowpass_hz| FlangerSettings {
             delay_ms: 1.0,
@@ -241,9 +286,9 @@ mod tests {
         let (full, dark) = (impulse_response(0.0), impulse_response(5000.0));
         // The smallest and largest magnitude over a band, scanned every 25 Hz.
         let range = |ir: &[f32], from: u32, to: u32| {
-            (from / 25..=to / 25).map(|k| response_magnitude(ir, SR, (k * 25) as f32)).fold((f64::MAX, 0.0f64), |m, v| {
-                (m.0.min(v), m.1.max(v))
-            })
+            (from / 25..=to / 25)
+                .map(|k| response_magnitude(ir, SR, (k * 25) as f32))
+                .fold((f64::MAX, 0.0f64), |m, v| (m.0.min(v), m.1.max(v)))
         };
         // 1 ms with feedback 0.5: peaks of 1.5 and notches of 0.17 every kHz. Below the cutoff the low-passed comb
         // still swings as deep (the filter's phase only moves its teeth)...
