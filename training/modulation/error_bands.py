@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Where a modulation model's held-out error lies in frequency.
 
-    python training/modulation/error_bands.py RECIPE MODEL.nam [--workdir DIR]
+    python training/modulation/error_bands.py RECIPE MODEL.nam [--workdir DIR] [--threads N]
 
 Runs MODEL on the recipe's test splits as train.py scores them (the engine's prewarm, then the LFO pre-roll, not
 scored) and prints, per chunk, its ESR and the share of its error's energy in each band; then each band's share of
@@ -33,9 +33,12 @@ def main() -> None:
     ap.add_argument("recipe")
     ap.add_argument("model", type=Path)
     ap.add_argument("--workdir", type=Path, help="where the data is made (default: a temp dir)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = ap.parse_args()
 
     import torch
+
+    torch.set_num_threads(args.threads)
 
     recipe = resolved(json.loads(train.RECIPES.read_text())["recipes"], args.recipe)
     model = json.loads(args.model.read_text())
