@@ -19,8 +19,9 @@ initial state; `metadata.neuralboard` tells the pedal about the residual and the
 The recipe (training/modulation/recipes.json) fixes every input of the result: the teacher's settings, the rates
 and waveforms of each split, corpus seeds, the architecture and the learning settings (torch and the window
 sampler are seeded). Every split whose name starts with `train` is training audio. Splits are lists of chunks
-(expand_chunks): chunk i of a split takes corpus seed `seed + i`, one (rate, waveform) pair, start phase frac(0.618034 i) and, for the depth test, a depth scale `k`
-(the teacher runs at `k * depth`, the model gets `k * LFO`: that is how the pedal's depth knob works).
+(expand_chunks): chunk i of a split takes corpus seed `seed + i`, one (rate, waveform) pair, start phase
+frac(0.618034 i) and, for the depth test, a depth scale `k` (the teacher runs at `k * depth`, the model gets
+`k * LFO`: that is how the pedal's depth knob works).
 
 Training: Adam, truncated back-propagation through time (each window: `warmup` samples without gradient from a
 zero state, then `updates_per_window` updates of `truncate` samples each), loss = ESR + ESR of the pre-emphasised

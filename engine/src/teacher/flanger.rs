@@ -149,7 +149,7 @@ impl Teacher for Flanger {
     fn tick(&mut self, x: f32) -> f32 {
         self.last_lfo = self.lfo.value();
         self.lfo.advance();
-        // The read stays ≥ 2 samples behind (the interpolator's need) even at a 0.1 ms delay with the filter's taken off.
+        // The read stays ≥ 2 samples behind (the interpolator's need), even at a 0.1 ms delay less the filter's.
         let delayed = self.read((self.delay_samples(self.last_lfo) - self.lowpass_delay).max(2.0));
         let mask = self.line.len() - 1;
         let mut into_line = x + self.feedback * delayed;
