@@ -42,15 +42,7 @@ def main() -> None:
 
     recipe = resolved(json.loads(train.RECIPES.read_text())["recipes"], args.recipe)
     model = json.loads(args.model.read_text())
-    hidden = model["config"]["hidden_size"]
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = torch.nn.LSTM(2, hidden, batch_first=True)
-            self.head = torch.nn.Linear(hidden, 1)
-
-    net = Net()
+    net = train.net_class(torch, model["config"]["hidden_size"])()
     train.load_nam_weights(net, model, torch)
     nb = neuralboard_binary()
     data = args.workdir / "data" if args.workdir else Path(tempfile.mkdtemp(prefix="nb-bands-"))
@@ -68,8 +60,7 @@ def main() -> None:
             inp = np.zeros((1, prewarm + len(x), 2), dtype=np.float32)
             inp[0, prewarm:, 0], inp[0, prewarm:, 1] = x, lfo
             with torch.no_grad():
-                h, _ = net.lstm(torch.from_numpy(inp))
-                out = (inp[0, :, 0] + net.head(h)[0, :, 0].numpy())[prewarm:]
+                out = net(torch.from_numpy(inp))[0][0, prewarm:].numpy()
             err = (y - out)[pre_roll:].astype(np.float64)
             power = np.abs(np.fft.rfft(err)) ** 2
             freq = np.fft.rfftfreq(len(err), 1 / rate)

@@ -128,6 +128,23 @@ def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict, pre_roll_s: float
     return x, (lfo * np.float32(chunk["depth_scale"])).astype(np.float32), y
 
 
+def net_class(torch, hidden: int):
+    """The model: `LSTM(2 -> hidden)`, `Linear(hidden -> 1)` added to the dry input; `forward(inp [B, T, 2],
+    state)` -> (output [B, T], state)."""
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.lstm = torch.nn.LSTM(2, hidden, batch_first=True)
+            self.head = torch.nn.Linear(hidden, 1)
+
+        def forward(self, inp, state=None):
+            out, state = self.lstm(inp, state)
+            return inp[..., 0] + self.head(out)[..., 0], state
+
+    return Net
+
+
 def pre_rolled_phase(chunk: dict, pre_roll_s: float) -> float:
     """The LFO's phase `pre_roll_s` before the chunk's: what `neuralboard eval` computes (in f64, then to f32)."""
     return (float(np.float32(chunk["phase"])) - float(np.float32(chunk["rate"])) * pre_roll_s) % 1.0
@@ -186,17 +203,7 @@ def main() -> None:
 
     # 2. Model and training.
     hidden = recipe["hidden_size"]
-
-    class Net(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lstm = torch.nn.LSTM(2, hidden, batch_first=True)
-            self.head = torch.nn.Linear(hidden, 1)
-
-        def forward(self, inp, state=None):
-            out, state = self.lstm(inp, state)
-            return inp[..., 0] + self.head(out)[..., 0], state
-
+    Net = net_class(torch, hidden)  # noqa: N806 (a class)
     net = Net()
     if args.init:
         load_nam_weights(net, json.loads(args.init.read_text()), torch)
@@ -241,13 +248,13 @@ def main() -> None:
 
     # Every split named `train...`, in the recipe's order: the order the window sampler draws chunks by.
     train_splits = [split for split in chunks if split.startswith("train")]
-    train = [(np.stack([x, lfo], axis=1), y) for split in train_splits for x, lfo, y in data[split]]
-    lengths = np.array([len(y) for _, y in train], dtype=np.float64)
+    train = [chunk for split in train_splits for chunk in data[split]]
+    lengths = np.array([len(y) for _, _, y in train], dtype=np.int64)
     # All training audio on the training device once, end to end; a window is gathered there by index (at a GPU's
     # batch sizes, copying windows from the host each step would cost more than the step).
-    offsets = np.concatenate([[0], np.cumsum([len(y) for _, y in train])[:-1]]).astype(np.int64)
-    train_inp = torch.from_numpy(np.concatenate([xl for xl, _ in train])).to(device)
-    train_tgt = torch.from_numpy(np.concatenate([y for _, y in train])).to(device)
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    train_inp = torch.from_numpy(np.concatenate([np.stack([x, lfo], axis=1) for x, lfo, _ in train])).to(device)
+    train_tgt = torch.from_numpy(np.concatenate([y for _, _, y in train])).to(device)
     rng = np.random.default_rng(learning["seed"])
     warm, trunc, k = learning["warmup"], learning["truncate"], learning["updates_per_window"]
     window = warm + k * trunc
@@ -272,7 +279,7 @@ def main() -> None:
         for g in opt.param_groups:
             g["lr"] = learning["lr"] * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
         which = rng.choice(len(train), size=batch, p=lengths / lengths.sum())
-        starts = np.array([offsets[c] + rng.integers(0, len(train[c][1]) - window) for c in which], dtype=np.int64)
+        starts = np.array([offsets[c] + rng.integers(0, lengths[c] - window) for c in which], dtype=np.int64)
         index = torch.from_numpy(starts).to(device)[:, None] + torch.arange(window, device=device)[None]
         inp_t, tgt_t = train_inp[index], train_tgt[index]
         with torch.no_grad():
