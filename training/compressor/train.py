@@ -142,15 +142,23 @@ def level_gains(seed: int, seconds: float, corpus_peak: float, rule: dict) -> li
 
     The corpus keeps a player's dynamics (a quiet passage peaks far below full scale), so the gains first bring
     the chunk's peak to `peak_dbfs`, then each segment is silent with `silence_probability`, else turned down by
-    `min_db * u^shape` dB (u uniform in 0..1: mostly loud, down to `min_db`).
+    `min_db * u^shape` dB (u uniform in 0..1: mostly loud, down to `min_db`); or, with `alternate_dbfs`, each
+    segment's peak drawn from the ranges in turn.
     """
     rng = np.random.default_rng([seed, 0x5344])
     base = rule["peak_dbfs"] - 20.0 * math.log10(corpus_peak)
+    # With `alternate_dbfs` ([[lo, hi], ...] peak levels in dBFS), segment k's peak is uniform in range k mod the
+    # number of ranges instead: loud and quiet in turn, every step down a release.
+    ranges = rule.get("alternate_dbfs")
     gains = []
-    for _ in range(math.ceil(seconds / rule["segment_seconds"])):
+    for k in range(math.ceil(seconds / rule["segment_seconds"])):
         silent, u = rng.random(), rng.random()
-        gains.append(None if silent < rule["silence_probability"] else
-                     round(base + rule["min_db"] * u ** rule["shape"], 1))
+        if ranges:
+            lo, hi = ranges[k % len(ranges)]
+            level = -20.0 * math.log10(corpus_peak) + lo + (hi - lo) * u
+        else:
+            level = base + rule["min_db"] * u ** rule["shape"]
+        gains.append(None if silent < rule["silence_probability"] else round(level, 1))
     return gains
 
 
@@ -511,10 +519,22 @@ def export_weights(net) -> dict:
     }
 
 
-def load_weights(torch, net, w: dict) -> None:
-    """The inverse of export_weights (log_dt = log(dt), log_a_real = log(-a_re)), in the net's dtype."""
+def load_weights(torch, net, w: dict, grow: bool = False) -> None:
+    """The inverse of export_weights (log_dt = log(dt), log_a_real = log(-a_re)), in the net's dtype.
+
+    With `grow`, a net deeper than the file (a fine-tune that adds blocks) keeps its extra blocks at the end with
+    their branches zero (FiLM weights and biases 0: each passes its input through, as in ReZero), so it starts as
+    the file's network and the new blocks learn from there."""
     def t(v, like):
         return torch.tensor(v, dtype=like.dtype).reshape(like.shape)
+
+    blocks = list(net.blocks)
+    if grow and len(blocks) > len(w["blocks"]):
+        with torch.no_grad():
+            for b in blocks[len(w["blocks"]):]:
+                b.film.weight.zero_()
+                b.film.bias.zero_()
+        blocks = blocks[:len(w["blocks"])]
 
     with torch.no_grad():
         mlp = [m for m in net.mlp if isinstance(m, torch.nn.Linear)]
@@ -525,7 +545,7 @@ def load_weights(torch, net, w: dict) -> None:
         if "level_weight" in w["expand"]:
             net.expand.weight[:, 1].copy_(torch.tensor(w["expand"]["level_weight"], dtype=net.expand.weight.dtype))
         net.expand.bias.copy_(t(w["expand"]["bias"], net.expand.bias))
-        for b, wb in zip(net.blocks, w["blocks"], strict=True):
+        for b, wb in zip(blocks, w["blocks"], strict=True):
             b.linear.weight.copy_(t(wb["linear"]["weight"], b.linear.weight))
             b.linear.bias.copy_(t(wb["linear"]["bias"], b.linear.bias))
             b.prelu1.weight.fill_(wb["prelu1"])
@@ -629,6 +649,70 @@ def log_gain_mse(torch, x: np.ndarray, y: np.ndarray, out: np.ndarray, floor_db:
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Dynamics in validation
+
+
+def reduction_windows(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
+    """The gain reduction in dB (input over output, mean squares) in consecutive windows of `window` samples."""
+    n = len(x) // window * window
+    xs = np.mean(x[:n].astype(np.float64).reshape(-1, window) ** 2, axis=1)
+    ys = np.mean(y[:n].astype(np.float64).reshape(-1, window) ** 2, axis=1)
+    return 10.0 * np.log10(np.maximum(xs, 1e-30) / np.maximum(ys, 1e-30))
+
+
+def dynamics_probes(nb: Path, tmp: Path, recipe: dict) -> list[dict]:
+    """The probes of `dynamics_validation`, measured like `neuralboard eval`'s dynamics (engine/src/eval/dynamics.rs)
+    but with their own tone, levels and settings: per setting, steady tones at `static_dbfs` (each from the initial
+    state, measured over the last `measure_s` after `settle_s`) and a step `step_dbfs` (quiet for `lead_s`, loud for
+    `hold_s`, quiet for `tail_s`). Each probe: its settings, input, and the teacher's output (from rest)."""
+    spec, rate = recipe["dynamics_validation"], recipe["sample_rate"]
+    hz = spec["tone_hz"]
+
+    def sine(dbfs: float, start: int, n: int) -> np.ndarray:
+        t = np.arange(start, start + n, dtype=np.float64)
+        return (10.0 ** (dbfs / 20.0) * np.sin(2.0 * np.pi * hz * t / rate)).astype(np.float32)
+
+    def teacher(x: np.ndarray, p: float, lim: int, name: str) -> np.ndarray:
+        stem = tmp / f"dyn-{name}-{p:g}-{lim}"
+        wavfile.write(f"{stem}-x.wav", rate, x)
+        params = dict(recipe["teacher"]["params"], peak_reduction=p, limit=lim)
+        run([nb, "teacher", recipe["teacher"]["kind"],
+             *[a for k, v in params.items() for a in ("--param", f"{k}={v}")], f"{stem}-x.wav", f"{stem}-y.wav"])
+        return read_float(Path(f"{stem}-y.wav"))
+
+    settle, measure = int(spec["settle_s"] * rate), int(spec["measure_s"] * rate)
+    lead, hold, tail = (int(spec[k] * rate) for k in ("lead_s", "hold_s", "tail_s"))
+    quiet, loud = spec["step_dbfs"]
+    step = np.concatenate([sine(quiet, 0, lead), sine(loud, lead, hold), sine(quiet, lead + hold, tail)])
+    probes = []
+    for p, lim in spec["settings"]:
+        tones = np.stack([sine(level, 0, settle + measure) for level in spec["static_dbfs"]])
+        probes.append({
+            "settings": (float(p), int(lim)), "static_x": tones,
+            "static_y": np.stack([teacher(x, p, lim, f"static{level:g}")
+                                  for x, level in zip(tones, spec["static_dbfs"])]),
+            "step_x": step, "step_y": teacher(step, p, lim, "step"), "settle": settle, "lead": lead, "hold": hold})
+    return probes
+
+
+def dynamics_errors(probe: dict, static_out: np.ndarray, step_out: np.ndarray, rate: int) -> tuple[float, ...]:
+    """(static curve, attack curve, release curve) differences in dB for one setting, as `neuralboard eval`
+    measures them: the largest difference of the steady tones' gain reductions, and of the step's in 10 ms windows
+    over the first 200 ms after the step up and over the whole tail after the step down."""
+    s = probe["settle"]
+    static = max(abs(float(reduction_windows(x[s:], y[s:], len(x) - s)[0] -
+                           reduction_windows(x[s:], o[s:], len(x) - s)[0]))
+                 for x, y, o in zip(probe["static_x"], probe["static_y"], static_out))
+    window = rate // 100
+    teacher = reduction_windows(probe["step_x"], probe["step_y"], window)
+    model = reduction_windows(probe["step_x"], step_out, window)
+    up, down = probe["lead"] // window, (probe["lead"] + probe["hold"]) // window
+    attack = float(np.max(np.abs(teacher - model)[up:up + 20]))
+    release = float(np.max(np.abs(teacher - model)[down:]))
+    return static, attack, release
+
+
+# --------------------------------------------------------------------------------------------------------------
 
 
 def main() -> None:
@@ -707,22 +791,49 @@ def main() -> None:
         model.train(was_training)
         return err / ref, per, float(np.mean(lg))
 
-    def validate(model) -> float:
+    probes = dynamics_probes(nb, tmp, recipe) if "dynamics_validation" in recipe else []
+
+    def dynamics(model) -> list[tuple[float, ...]]:
+        """Per probe setting, (static, attack, release) curve differences in dB (dynamics_errors)."""
+        was_training = model.training
+        model.eval()
+        errors = []
+        dev = next(model.parameters()).device
+        for pr in probes:
+            c = torch.tensor([control_vector(*pr["settings"])], dtype=torch.float32, device=dev)
+            with torch.no_grad():
+                static = model(torch.from_numpy(pr["static_x"]).to(dev), c.expand(len(pr["static_x"]), -1),
+                               "chunked", chunk_t, start=initial_state).double().cpu().numpy()
+                step = model(torch.from_numpy(pr["step_x"]).to(dev)[None], c, "chunked", chunk_t,
+                             start=initial_state)[0].double().cpu().numpy()
+            errors.append(dynamics_errors(pr, static, step, rate))
+        model.train(was_training)
+        return errors
+
+    def validate(model) -> tuple[float, dict]:
         """The criterion: the mean over the validation* splits (the corpus, and held tones where the recipe has
-        them) of the ESR, plus `log_gain_weight` times the log-gain error where the loss has that term."""
+        them) of the ESR, plus `log_gain_weight` times the log-gain error where the loss has that term; with
+        `dynamics_validation`, plus its `weight_per_db` times the mean of its curve differences (dB). Returns the
+        criterion and its parts."""
         scores = []
         for sp in chunks:
             if sp.startswith("validation"):
                 total, _, lg = evaluate(model, sp)
                 scores.append(total + lg_weight * lg)
-        return float(np.mean(scores))
+        parts = {"esr": float(np.mean(scores))}
+        if probes:
+            errors = np.array(dynamics(model))
+            parts["dynamics_db"] = float(np.mean(errors))
+            parts["static_attack_release_db"] = [round(float(v), 3) for v in errors.mean(axis=0)]
+            return parts["esr"] + recipe["dynamics_validation"]["weight_per_db"] * parts["dynamics_db"], parts
+        return parts["esr"], parts
 
     # 2. Model and training (or, with --remeasure, the shipped file).
     def fit() -> tuple[dict, dict] | None:
         """Trains; returns the exported weights and what the manifest records about the training."""
         net = build_model(torch, cfg)
         if args.init:
-            load_weights(torch, net, json.loads(args.init.read_text())["weights"])
+            load_weights(torch, net, json.loads(args.init.read_text())["weights"], grow=True)
             log(f"starting from {args.init}")
         net = net.to(device)
         n_params = sum(p.numel() for p in net.parameters())
@@ -784,7 +895,8 @@ def main() -> None:
                 net(inp, c_t, "chunked", chunk_t)
         for nm in norms:
             nm.momentum = learning.get("norm_momentum", 0.1)
-        log(f"validation ESR at the start: {validate(net):.5f}")
+        val, parts = validate(net)
+        log(f"validation criterion at the start: {val:.5f} {parts}")
 
         # torch.compile fuses the element-wise work (about twice as fast on a CPU; the first step compiles, a few
         # minutes, inside the time limit). Evaluation runs the plain module, which shares the parameters.
@@ -820,17 +932,19 @@ def main() -> None:
             if steps % 10 == 0:
                 log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, loss (mean of 10) {np.mean(recent[-10:]):.5f}")
             if time.time() - last_val > learning["validate_every_s"]:
-                val = validate(net)
+                val, parts = validate(net)
                 if val < best[0]:
                     best = (val, copy.deepcopy(net.state_dict()), steps)
-                history.append({"minutes": round((time.time() - t0) / 60, 2), "step": steps, "validation_esr": val})
-                log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, validation ESR {val:.5f} (best {best[0]:.5f})")
+                history.append({"minutes": round((time.time() - t0) / 60, 2), "step": steps, "validation_esr": val,
+                                **({"parts": parts} if probes else {})})
+                log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, validation criterion {val:.5f} {parts} "
+                    f"(best {best[0]:.5f})")
                 last_val = time.time()
                 if val < stop_below:
                     log(f"validation ESR under {stop_below}: stopping")
                     break
         minutes = (time.time() - t0) / 60
-        val = validate(net)
+        val, _ = validate(net)
         if val < best[0]:
             best = (val, copy.deepcopy(net.state_dict()), steps)
         net.load_state_dict(best[1])
