@@ -673,7 +673,9 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
     for d in &result.dynamics {
         let times = |t: Option<eval::dynamics::Timing>| {
             t.map_or("no compression".to_owned(), |t| {
-                format!("attack {:.1} ms, release {:.0} ms", 1e3 * t.attack_s, 1e3 * t.release_s)
+                let release =
+                    t.release_s.map_or("not 63 % back within 3 s".to_owned(), |r| format!("{:.0} ms", 1e3 * r));
+                format!("attack {:.1} ms, release {release}", 1e3 * t.attack_s)
             })
         };
         println!(
@@ -684,7 +686,13 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
             d.static_max_difference_db,
             times(d.teacher),
             times(d.model),
-            d.timing_errors().map(|(a, r)| format!(" ({:+.0} % / {:+.0} %)", 100.0 * a, 100.0 * r)).unwrap_or_default(),
+            d.timing_errors()
+                .map(|(a, r)| format!(
+                    " ({:+.0} % / {})",
+                    100.0 * a,
+                    r.map_or("–".to_owned(), |r| format!("{:+.0} %", 100.0 * r))
+                ))
+                .unwrap_or_default(),
             d.step_curves_db.0,
             d.step_curves_db.1,
             d.ripple_db.1,

@@ -83,10 +83,11 @@ pub struct DynamicsComparison {
 }
 
 impl DynamicsComparison {
-    /// `model / teacher − 1` for the attack and the release times, when both compress.
-    pub fn timing_errors(&self) -> Option<(f64, f64)> {
+    /// `model / teacher − 1` for the attack and the release times, when both compress; the release's `None` when
+    /// either does not release within the measurement.
+    pub fn timing_errors(&self) -> Option<(f64, Option<f64>)> {
         let (t, m) = (self.teacher?, self.model?);
-        Some((m.attack_s / t.attack_s - 1.0, m.release_s / t.release_s - 1.0))
+        Some((m.attack_s / t.attack_s - 1.0, m.release_s.zip(t.release_s).map(|(m, t)| m / t - 1.0)))
     }
 }
 
