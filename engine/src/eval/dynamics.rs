@@ -5,12 +5,13 @@
 //!   every envelope to settle (`SETTLE_S`); the gain reduction is the input's RMS over the output's over the last
 //!   `MEASURE_S`, in dB.
 //! - **Attack and release**: a 1 kHz tone that steps from −30 dBFS up to −6 dBFS and, after `HOLD_S`, back down.
-//!   The gain reduction is followed in 1 ms windows; the attack time is the time from the step up until it has
-//!   covered 63 % of its way to the value at the end of the hold, the release time the time from the step down until
-//!   it has covered 63 % of its way back to the quiet level's: the reduction the quiet tone had settled to before the
-//!   step up. (Not the value at the end of the measurement: an opto's slow release is still moving seconds later,
-//!   and a goal read there would move with the length of the tail. The teacher at peak reduction 70 would read
-//!   98 ms with a 3 s tail, 566 ms with 5 s and 944 ms with 10 s; measured to the settled quiet level, 972 ms.)
+//!   The gain reduction is followed in 1 ms windows (interpolated between their centres where it crosses a goal:
+//!   a 10 ms attack is ten windows); the attack time is the time from the step up until it has covered 63 % of its
+//!   way to the value at the end of the hold, the release time the time from the step down until it has covered
+//!   63 % of its way back to the quiet level's: the reduction the quiet tone had settled to before the step up. (Not
+//!   the value at the end of the measurement: an opto's slow release is still moving seconds later, and a goal read
+//!   there would move with the length of the tail. The teacher at peak reduction 70 would read 98 ms with a 3 s
+//!   tail, 566 ms with 5 s and 944 ms with 10 s; measured to the settled quiet level, 972 ms.)
 //! - **Attack and release curves**: the same step, the two gain reductions compared over time in 10 ms windows:
 //!   the largest difference over the first `ATTACK_CURVE_S` after the step up and over the `RELEASE_S` after the
 //!   step down. Where a release has two stages, its 63 % point can fall on the plateau between them, and a few
@@ -157,14 +158,22 @@ pub fn timing_of(sample_rate: f32, step: &StepResponse) -> Option<Timing> {
     if held - quiet < 1.0 {
         return None;
     }
-    let crossing = |from: usize, goal: &dyn Fn(f64) -> bool| {
-        reduction[from..].iter().position(|&r| goal(r)).map(|w| (w as f64 + 0.5) * f64::from(WINDOW_S))
+    // The time from `from` (a window boundary) at which the reduction first reaches `goal`, rising or falling: each
+    // window's value stands at its centre, and between the last window short of the goal and the first one past it
+    // the time is interpolated (a 10 ms attack is ten windows: without it the time would move in steps of 10 %).
+    let crossing = |from: usize, goal: f64, rising: bool| {
+        let past = |r: f64| if rising { r >= goal } else { r <= goal };
+        let w = reduction[from..].iter().position(|&r| past(r))?;
+        // `from` ≥ 1: the window before the step is the level the step leaves.
+        let (before, after) = (reduction[from + w - 1], reduction[from + w]);
+        let fraction = if after == before { 1.0 } else { (goal - before) / (after - before) };
+        Some(((w as f64 - 0.5 + fraction) * f64::from(WINDOW_S)).max(0.0))
     };
     let attack_goal = quiet + 0.63 * (held - quiet);
     let release_goal = held - 0.63 * (held - quiet);
     Some(Timing {
-        attack_s: crossing(at(step.step_up), &|r| r >= attack_goal)?,
-        release_s: crossing(at(step.step_down), &|r| r <= release_goal),
+        attack_s: crossing(at(step.step_up), attack_goal, true)?,
+        release_s: crossing(at(step.step_down), release_goal, false),
         held_reduction_db: held,
     })
 }
@@ -262,6 +271,31 @@ mod tests {
             }
         };
         assert_eq!(timing(RATE, &mut stuck).unwrap().release_s, None);
+    }
+
+    #[test]
+    fn dynamics_times_are_read_between_windows() {
+        // A gain that follows exponentials from the steps (1 s and 3 s): 10 dB of reduction with a 7.3 ms time
+        // constant, then back with 150 ms. Their 63 % points are 0.994 of the time constants: 7.26 ms and 149.1 ms,
+        // which the 1 ms windows alone would read to ±0.5 ms (±7 % of the attack).
+        let (attack_tau, release_tau) = (0.0073, 0.15);
+        let mut n = 0usize;
+        let mut exponential = |input: &[f32], output: &mut [f32]| {
+            for (y, &x) in output.iter_mut().zip(input) {
+                let t = n as f64 / f64::from(RATE);
+                let reduction_db = match t {
+                    t if t < 1.0 => 0.0,
+                    t if t < 3.0 => 10.0 * (1.0 - (-(t - 1.0) / attack_tau).exp()),
+                    t => 10.0 * (1.0 - (-2.0 / attack_tau).exp()) * (-(t - 3.0) / release_tau).exp(),
+                };
+                *y = x * 10f64.powf(-reduction_db / 20.0) as f32;
+                n += 1;
+            }
+        };
+        let t = timing(RATE, &mut exponential).unwrap();
+        let at_63 = -(0.37f64).ln();
+        assert!((t.attack_s / (at_63 * attack_tau) - 1.0).abs() < 0.01, "{t:?}");
+        assert!((t.release_s.unwrap() / (at_63 * release_tau) - 1.0).abs() < 0.01, "{t:?}");
     }
 
     #[test]
