@@ -688,9 +688,9 @@ fn eval_command(model: &Path, check: Option<f64>) -> anyhow::Result<()> {
             times(d.model),
             d.timing_errors()
                 .map(|(a, r)| format!(
-                    " ({:+.0} % / {})",
+                    " ({:+.1} % / {})",
                     100.0 * a,
-                    r.map_or("–".to_owned(), |r| format!("{:+.0} %", 100.0 * r))
+                    r.map_or("–".to_owned(), |r| format!("{:+.1} %", 100.0 * r))
                 ))
                 .unwrap_or_default(),
             d.step_curves_db.0,
