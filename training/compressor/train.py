@@ -49,7 +49,8 @@ second, drawn from the chunk's seed; some seconds silent: note-offs and gaps, af
 through `neuralboard teacher opto` at one (peak_reduction, limit) with make-up gain 0 (the pedal applies the
 make-up gain; the network does not learn it). The gains are listed in each chunk, so Rust regenerates the input
 exactly (see INPUT_DEFINITION). A split with `tone_hz` holds a sine instead of the corpus (its own `input_level`:
-levels held for seconds, the static curve and the release); every split named train* trains.
+levels held for seconds, the static curve and the release; with `alternate_dbfs`, loud and quiet in turn); every
+split named train* trains.
 
 Training: Adam (no weight decay; the S4D's dt and A at their own learning rate), windows of `warmup` +
 `loss_samples` samples from the network's initial state, the loss computed after the warm-up; a share of the
@@ -71,9 +72,12 @@ statistics in training too (set from the data before the first step, then moved 
 unless the recipe says otherwise, 0 freezes them). A recipe with a top-level `init` fine-tunes another recipe's
 model, given with --init (its SHA-256 is checked against the recipe's). The learning rate decays
 exponentially to `lr_final_fraction` over the time limit. Validation every `validate_every_s` seconds on whole
-chunks, the criterion the mean of the validation* splits' ESRs (plus the log-gain term as in the loss); the best
-is kept; training stops at the time limit or once the validation ESR is under
-`stop_at_fraction_of_target` of the test target.
+chunks, the criterion the mean of the validation* splits' ESRs (plus the log-gain term as in the loss); with
+`dynamics_validation`, plus `weight_per_db` times the mean of the dynamics' differences from the teacher in dB
+(static curve, attack and release curves, measured as `neuralboard eval` measures them, on probe tones and
+settings of their own: dynamics_probes); the best, the starting point included, is kept; training stops at the
+time limit or once the criterion is under `stop_at_fraction_of_target` of the test target. With `--init` and a
+recipe deeper than the file, the extra blocks start as identities (load_weights).
 
 Export: `NAME.s4d.json` (format "neuralboard-s4d" version 1, the weights the Rust engine loads), `NAME.check.json`
 (three short excerpts and this model's output for them in the FFT-convolution form, for the Rust recurrent form to
@@ -902,7 +906,8 @@ def main() -> None:
         # minutes, inside the time limit). Evaluation runs the plain module, which shares the parameters.
         step_net = torch.compile(net) if learning.get("compile") else net
         t0 = time.time()
-        best = (float("inf"), copy.deepcopy(net.state_dict()), 0)
+        # The starting point is a candidate too: a fine-tune that never beats its parent returns the parent.
+        best = (val, copy.deepcopy(net.state_dict()), 0)
         last_val = t0
         steps = 0
         history = []
