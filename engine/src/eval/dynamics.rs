@@ -11,7 +11,7 @@
 //!   63 % of its way back to the quiet level's: the reduction the quiet tone had settled to before the step up. (Not
 //!   the value at the end of the measurement: an opto's slow release is still moving seconds later, and a goal read
 //!   there would move with the length of the tail. The teacher at peak reduction 70 would read 98 ms with a 3 s
-//!   tail, 566 ms with 5 s and 944 ms with 10 s; measured to the settled quiet level, 972 ms.)
+//!   tail, 566 ms with 5 s and 944 ms with 10 s; measured to the settled quiet level, 971 ms.)
 //! - **Attack and release curves**: the same step, the two gain reductions compared over time in 10 ms windows:
 //!   the largest difference over the first `ATTACK_CURVE_S` after the step up and over the `RELEASE_S` after the
 //!   step down. Where a release has two stages, its 63 % point can fall on the plateau between them, and a few
@@ -45,6 +45,8 @@ pub const RELEASE_S: f32 = 3.0;
 pub const ATTACK_CURVE_S: f32 = 0.2;
 const CURVE_WINDOW_S: f32 = 0.01;
 const WINDOW_S: f32 = 0.001;
+/// How many windows before a step give the level it leaves (50 ms).
+const LEVEL_WINDOWS: usize = 50;
 const BLOCK: usize = 64;
 
 /// A steady 1 kHz tone of `peak_dbfs` (peak level), `n` samples, continuing the phase from `start`.
@@ -152,9 +154,12 @@ pub fn timing_of(sample_rate: f32, step: &StepResponse) -> Option<Timing> {
     let window = (WINDOW_S * sample_rate) as usize;
     let reduction = step.reduction(window);
     let at = |sample: usize| sample / window;
-    // The quiet level's settled reduction: the last window before the step up (the quiet tone has played for a second).
-    let quiet = reduction[at(step.step_up) - 1];
-    let held = reduction[at(step.step_down) - 1];
+    // The levels the steps leave, each the mean over the `LEVEL_WINDOWS` windows before its step (a network at a
+    // control rate ripples by a few hundredths of a decibel from one window to the next): the quiet level's settled
+    // reduction (the quiet tone has played for a second) and the loud level's at the end of the hold.
+    let level_before =
+        |step: usize| reduction[at(step) - LEVEL_WINDOWS..at(step)].iter().sum::<f64>() / LEVEL_WINDOWS as f64;
+    let (quiet, held) = (level_before(step.step_up), level_before(step.step_down));
     if held - quiet < 1.0 {
         return None;
     }
