@@ -216,6 +216,21 @@ mod tests {
         })
     }
 
+    /// The teacher with its output times `gain` from the step response's step down on (3 s in).
+    fn opto_quieter_after_step_down(peak_reduction: f32, gain: f32) -> Box<Processor<'static>> {
+        let mut inner = opto(peak_reduction, 0.0);
+        let mut n = 0usize;
+        Box::new(move |input: &[f32], output: &mut [f32]| {
+            inner(input, output);
+            for y in output.iter_mut() {
+                if n >= 3 * RATE as usize {
+                    *y *= gain;
+                }
+                n += 1;
+            }
+        })
+    }
+
     #[test]
     fn dynamics_the_static_curve_of_the_teacher_is_its_designed_curve() {
         let curve = static_curve(RATE, &mut || opto(60.0, 0.0));
@@ -263,19 +278,9 @@ mod tests {
         // tail (still 2 dB up after 3 s) put it on the plateau between the stages, at 98 ms.
         let t = timing(RATE, &mut *opto(70.0, 0.0)).unwrap();
         assert!(t.release_s.is_some_and(|r| (0.8..1.2).contains(&r)), "{t:?}");
-        // A processor whose release never gets back within the tail has no release time.
-        let mut inner = opto(70.0, 0.0);
-        let mut n = 0usize;
-        let mut stuck = |input: &[f32], output: &mut [f32]| {
-            inner(input, output);
-            for y in output.iter_mut() {
-                if n >= 3 * RATE as usize {
-                    *y *= 0.25;
-                }
-                n += 1;
-            }
-        };
-        assert_eq!(timing(RATE, &mut stuck).unwrap().release_s, None);
+        // A processor whose release never gets back within the tail (12 dB down from the step down on) has no
+        // release time.
+        assert_eq!(timing(RATE, &mut *opto_quieter_after_step_down(70.0, 0.25)).unwrap().release_s, None);
     }
 
     #[test]
@@ -307,19 +312,8 @@ mod tests {
     fn dynamics_step_curves_compare_two_gain_reductions_over_time() {
         let teacher = StepResponse::measure(RATE, &mut *opto(70.0, 0.0));
         assert_eq!(step_curve_differences(RATE, &teacher, &teacher), (0.0, 0.0));
-        // The same compressor, 0.5 dB quieter during the release only (the step down is at 3 s).
-        let mut inner = opto(70.0, 0.0);
-        let mut t = 0usize;
-        let mut quieter_release = |input: &[f32], output: &mut [f32]| {
-            inner(input, output);
-            for y in output.iter_mut() {
-                if t >= 3 * RATE as usize {
-                    *y *= 10f32.powf(-0.5 / 20.0);
-                }
-                t += 1;
-            }
-        };
-        let model = StepResponse::measure(RATE, &mut quieter_release);
+        // The same compressor, 0.5 dB quieter during the release only.
+        let model = StepResponse::measure(RATE, &mut *opto_quieter_after_step_down(70.0, 10f32.powf(-0.5 / 20.0)));
         let (attack, release) = step_curve_differences(RATE, &teacher, &model);
         assert!(attack < 1e-9, "{attack}");
         assert!((release - 0.5).abs() < 1e-3, "{release}");
