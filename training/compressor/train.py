@@ -216,6 +216,17 @@ def apply_gains(x: np.ndarray, chunk: dict) -> np.ndarray:
     return out
 
 
+def run_teacher(nb: Path, recipe: dict, x: np.ndarray, peak_reduction: float, limit: int, stem: Path) -> np.ndarray:
+    """The teacher's output for x at one setting, from rest (through STEM-x.wav and STEM-y.wav)."""
+    wavfile.write(f"{stem}-x.wav", recipe["sample_rate"], x)
+    params = dict(recipe["teacher"]["params"], peak_reduction=peak_reduction, limit=limit)
+    run([nb, "teacher", recipe["teacher"]["kind"], *[a for k, v in params.items() for a in ("--param", f"{k}={v}")],
+         f"{stem}-x.wav", f"{stem}-y.wav"])
+    y = read_float(Path(f"{stem}-y.wav"))
+    assert len(y) == len(x)
+    return y
+
+
 def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarray, np.ndarray]:
     """(input, teacher output) of one chunk."""
     rate = recipe["sample_rate"]
@@ -223,13 +234,7 @@ def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarr
     source = (tone(chunk["tone_hz"], chunk["seconds"], rate) if "tone_hz" in chunk else
               read_float(corpus_file(nb, tmp, rate, chunk["seed"], chunk["seconds"])))
     x = apply_gains(source, chunk)
-    wavfile.write(f"{stem}-x.wav", rate, x)
-    params = dict(recipe["teacher"]["params"], peak_reduction=chunk["peak_reduction"], limit=chunk["limit"])
-    run([nb, "teacher", recipe["teacher"]["kind"], *[a for k, v in params.items() for a in ("--param", f"{k}={v}")],
-         f"{stem}-x.wav", f"{stem}-y.wav"])
-    y = read_float(Path(f"{stem}-y.wav"))
-    assert len(y) == len(x)
-    return x, y
+    return x, run_teacher(nb, recipe, x, chunk["peak_reduction"], chunk["limit"], stem)
 
 
 def control_vector(peak_reduction: float, limit: float) -> list[float]:
@@ -677,12 +682,7 @@ def dynamics_probes(nb: Path, tmp: Path, recipe: dict) -> list[dict]:
         return (10.0 ** (dbfs / 20.0) * np.sin(2.0 * np.pi * hz * t / rate)).astype(np.float32)
 
     def teacher(x: np.ndarray, p: float, lim: int, name: str) -> np.ndarray:
-        stem = tmp / f"dyn-{name}-{p:g}-{lim}"
-        wavfile.write(f"{stem}-x.wav", rate, x)
-        params = dict(recipe["teacher"]["params"], peak_reduction=p, limit=lim)
-        run([nb, "teacher", recipe["teacher"]["kind"],
-             *[a for k, v in params.items() for a in ("--param", f"{k}={v}")], f"{stem}-x.wav", f"{stem}-y.wav"])
-        return read_float(Path(f"{stem}-y.wav"))
+        return run_teacher(nb, recipe, x, p, lim, tmp / f"dyn-{name}-{p:g}-{lim}")
 
     settle, measure = int(spec["settle_s"] * rate), int(spec["measure_s"] * rate)
     lead, hold, tail = (int(spec[k] * rate) for k in ("lead_s", "hold_s", "tail_s"))
@@ -704,8 +704,11 @@ def dynamics_errors(probe: dict, static_out: np.ndarray, step_out: np.ndarray, r
     measures them: the largest difference of the steady tones' gain reductions, and of the step's in 10 ms windows
     over the first 200 ms after the step up and over the whole tail after the step down."""
     s = probe["settle"]
-    static = max(abs(float(reduction_windows(x[s:], y[s:], len(x) - s)[0] -
-                           reduction_windows(x[s:], o[s:], len(x) - s)[0]))
+
+    def reduction(x: np.ndarray, y: np.ndarray) -> float:
+        return float(reduction_windows(x[s:], y[s:], len(x) - s)[0])
+
+    static = max(abs(reduction(x, y) - reduction(x, o))
                  for x, y, o in zip(probe["static_x"], probe["static_y"], static_out))
     window = rate // 100
     teacher = reduction_windows(probe["step_x"], probe["step_y"], window)
