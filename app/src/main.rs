@@ -132,6 +132,10 @@ enum Command {
         /// Also write the LFO value used for each sample (−1..1) as a WAV (phaser and flanger only).
         #[arg(long, value_name = "LFO.wav")]
         lfo_out: Option<PathBuf>,
+        /// Also write the gain-reduction envelopes behind each sample (dB, ≥ 0; opto only) as a two-channel WAV:
+        /// the fast envelope, then the slow memory. The gain applied is the larger of the two.
+        #[arg(long, value_name = "ENVELOPES.wav")]
+        envelopes_out: Option<PathBuf>,
         /// Input WAV file.
         input: PathBuf,
         /// Output WAV file.
@@ -244,9 +248,13 @@ fn main() -> ExitCode {
         Some(Command::Corpus { seed, seconds, rate, no_test_signals, output }) => {
             corpus_command(seed, seconds, rate, !no_test_signals, &output)
         }
-        Some(Command::Teacher { kind, params, lfo_out, input, output }) => {
-            teacher_command(&kind, &params, lfo_out.as_deref(), &input, &output)
-        }
+        Some(Command::Teacher { kind, params, lfo_out, envelopes_out, input, output }) => teacher_command(
+            &kind,
+            &params,
+            Sides { lfo: lfo_out.as_deref(), envelopes: envelopes_out.as_deref() },
+            &input,
+            &output,
+        ),
         Some(Command::CabIr { name, rate, output }) => cab_ir_command(&name, rate, &output),
         Some(Command::Eval { model, check }) => eval_command(&model, check),
         Some(Command::Play {
@@ -573,13 +581,13 @@ fn corpus_command(seed: u64, seconds: f32, rate: u32, test_signals: bool, output
     Ok(())
 }
 
-fn teacher_command(
-    kind: &str,
-    params: &[String],
-    lfo_out: Option<&Path>,
-    input: &Path,
-    output: &Path,
-) -> anyhow::Result<()> {
+/// Where `neuralboard teacher` writes the side signals asked for.
+struct Sides<'a> {
+    lfo: Option<&'a Path>,
+    envelopes: Option<&'a Path>,
+}
+
+fn teacher_command(kind: &str, params: &[String], sides: Sides, input: &Path, output: &Path) -> anyhow::Result<()> {
     use neuralboard_engine::teacher;
     let pairs = params
         .iter()
@@ -590,15 +598,21 @@ fn teacher_command(
         .collect::<anyhow::Result<Vec<_>>>()?;
     // Check kind and parameters before touching any file.
     teacher::build(kind, 48_000.0, &pairs)?;
-    if lfo_out.is_some() && !matches!(kind, "phaser" | "flanger") {
+    if sides.lfo.is_some() && !matches!(kind, "phaser" | "flanger") {
         anyhow::bail!("--lfo-out is only for phaser and flanger, not {kind}");
+    }
+    if sides.envelopes.is_some() && kind != "opto" {
+        anyhow::bail!("--envelopes-out is only for opto, not {kind}");
     }
     let (samples, sample_rate) = read_mono_wav(input)?;
     let mut effect = teacher::build(kind, sample_rate as f32, &pairs)?;
-    let (out, lfo) = teacher::render(effect.as_mut(), &samples);
+    let teacher::Rendered { output: out, lfo, envelopes } = teacher::render(effect.as_mut(), &samples);
     write_float_wav(output, &out, sample_rate)?;
-    if let Some(path) = lfo_out {
+    if let Some(path) = sides.lfo {
         write_float_wav(path, &lfo, sample_rate)?;
+    }
+    if let Some(path) = sides.envelopes {
+        write_float_wav_channels(path, envelopes.as_flattened(), 2, sample_rate)?;
     }
     let peak = out.iter().fold(0.0f32, |m, y| m.max(y.abs()));
     let mean_square = out.iter().map(|y| f64::from(y * y)).sum::<f64>() / out.len().max(1) as f64;
@@ -786,9 +800,13 @@ fn read_mono_wav(path: &Path) -> anyhow::Result<(Vec<f32>, u32)> {
 }
 
 fn write_float_wav(path: &Path, samples: &[f32], sample_rate: u32) -> anyhow::Result<()> {
+    write_float_wav_channels(path, samples, 1, sample_rate)
+}
+
+/// A 32-bit float WAV of `channels` interleaved channels.
+fn write_float_wav_channels(path: &Path, samples: &[f32], channels: u16, sample_rate: u32) -> anyhow::Result<()> {
     let fail = |e: hound::Error| anyhow::anyhow!("{}: cannot write: {e}", path.display());
-    let spec =
-        hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec { channels, sample_rate, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
     let mut writer = hound::WavWriter::create(path, spec).map_err(fail)?;
     for &s in samples {
         writer.write_sample(s).map_err(fail)?;

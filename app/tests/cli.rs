@@ -184,6 +184,37 @@ fn every_factory_preset_gates_the_noise_between_notes_and_applies_its_levels() {
 }
 
 #[test]
+fn the_opto_teacher_writes_the_envelopes_whose_larger_it_applies() {
+    let input_path = scratch("teacher-in.wav");
+    let (output, envelopes) = (scratch("teacher-out.wav"), scratch("teacher-envelopes.wav"));
+    let input = guitar_like();
+    write_wav(&input_path, &input, float_spec(1));
+    let out = run(bin().args(["teacher", "opto", "--param", "peak_reduction=80", "--envelopes-out"]).args([
+        &envelopes,
+        &input_path,
+        &output,
+    ]));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ((spec, y), (env_spec, env)) = (read_wav(&output), read_wav(&envelopes));
+    assert_eq!((spec.channels, env_spec.channels), (1, 2));
+    assert_eq!((y.len(), env.len()), (input.len(), 2 * input.len()));
+    let mut compressed = 0;
+    for ((x, y), e) in input.iter().zip(&y).zip(env.chunks(2)) {
+        let reduction_db = e[0].max(e[1]);
+        assert!((y - x * 10f32.powf(-reduction_db / 20.0)).abs() <= 1e-6);
+        compressed += usize::from(reduction_db > 1.0);
+    }
+    assert!(compressed > input.len() / 10, "only {compressed} samples compressed by more than 1 dB");
+
+    // Only the opto has envelopes: another kind says so and writes nothing.
+    std::fs::remove_file(&envelopes).unwrap();
+    let out = run(bin().args(["teacher", "amp", "--envelopes-out"]).args([&envelopes, &input_path, &output]));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--envelopes-out is only for opto"));
+    assert!(!envelopes.exists());
+}
+
+#[test]
 fn integer_and_stereo_wavs_render_to_float_of_the_same_length() {
     let input: Vec<f32> = guitar_like().into_iter().take(SR as usize).collect();
     for (bits, channels) in [(16u16, 1u16), (24, 2), (32, 1)] {

@@ -157,7 +157,7 @@ pub fn test_split(manifest: &Manifest) -> Result<(Vec<f32>, Vec<f32>), String> {
     let spec = CorpusSpec { sample_rate: manifest.sample_rate as f32, ..spec };
     let input = corpus::generate(&spec).samples;
     let mut teacher = manifest.build_teacher().map_err(|e| format!("teacher: {e}"))?;
-    let output = teacher::render(teacher.as_mut(), &input).0;
+    let output = teacher::render(teacher.as_mut(), &input).output;
     Ok((input, output))
 }
 
@@ -504,7 +504,7 @@ impl ModulationManifest {
             }
         }
         let mut teacher = self.build_teacher(chunk).map_err(|e| format!("teacher: {e}"))?;
-        let (output, lfo) = teacher::render(teacher.as_mut(), &input);
+        let teacher::Rendered { output, lfo, .. } = teacher::render(teacher.as_mut(), &input);
         let lfo = lfo.iter().map(|v| v * chunk.depth_scale).collect();
         Ok(ChunkAudio { input, lfo, target: output, skip, test_signals })
     }

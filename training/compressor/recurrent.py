@@ -57,7 +57,8 @@ def run(model: dict, x: np.ndarray, controls: dict) -> np.ndarray:
     ew, eb = np.array(w["expand"]["weight"]), np.array(w["expand"]["bias"])
     floor = model["config"].get("level_floor_db")
     lw = np.array(w["expand"]["level_weight"]) if floor is not None else None
-    cw, cb = np.array(w["contract"]["weight"]), w["contract"]["bias"]
+    # The readouts: one, or with "memory" (a model of two envelopes) two, whose larger output is the reduction's.
+    heads = [(np.array(w[k]["weight"]), w[k]["bias"]) for k in ("contract", "memory") if k in w]
     gain = model.get("output", "tanh") == "gain"
 
     def step(audio_in: float, level_in: float) -> float:
@@ -70,7 +71,7 @@ def run(model: dict, x: np.ndarray, controls: dict) -> np.ndarray:
             b["state"] = b["abar"] * b["state"] + b["bbar"] * v[:, None]
             s = 2.0 * np.real(np.sum(b["c"] * b["state"], axis=1)) + b["d"] * v
             h = prelu(s * b["alpha"] + b["beta"], b["p2"]) + b["r"] * h
-        return cw @ h + cb
+        return max(cw @ h + cb for cw, cb in heads)
 
     x64 = x.astype(np.float64)
     out = np.empty(len(x))

@@ -115,6 +115,9 @@ RECIPES = HERE / "recipes.json"
 OUT_DIR = REPO / "assets" / "models" / "compressor"
 FORMAT = "neuralboard-s4d"
 FORMAT_VERSION = 1
+# Version 2 adds the second envelope's readout (`weights.memory`, `envelopes: 2`), which a version-1 reader would
+# not know to apply; a file without it stays version 1.
+FORMAT_VERSION_ENVELOPES = 2
 MANIFEST_VERSION = 1
 # The manifest's ESR leaves out the first half second of every chunk: the corpus's own silent lead-in, over which
 # the model's states settle from zero (its biases reach the slow modes too).
@@ -135,9 +138,11 @@ INPUT_DEFINITION = (
 # Data
 
 
-def read_float(path: Path) -> np.ndarray:
+def read_float(path: Path, channels: int = 1) -> np.ndarray:
+    """A float32 WAV's samples: (frames,) for one channel, else (frames, channels)."""
     _, data = wavfile.read(path)
-    assert data.dtype == np.float32 and data.ndim == 1, f"{path}: expected mono float32"
+    assert data.dtype == np.float32 and (data.ndim == 1 if channels == 1 else data.shape[1:] == (channels,)), (
+        f"{path}: expected {channels}-channel float32")
     return data
 
 
@@ -216,25 +221,33 @@ def apply_gains(x: np.ndarray, chunk: dict) -> np.ndarray:
     return out
 
 
-def run_teacher(nb: Path, recipe: dict, x: np.ndarray, peak_reduction: float, limit: int, stem: Path) -> np.ndarray:
-    """The teacher's output for x at one setting, from rest (through STEM-x.wav and STEM-y.wav)."""
+def run_teacher(nb: Path, recipe: dict, x: np.ndarray, peak_reduction: float, limit: int, stem: Path,
+                envelopes: bool = False):
+    """The teacher's output for x at one setting, from rest (through STEM-x.wav and STEM-y.wav); with `envelopes`,
+    (output, its envelopes): the gain reductions in nepers, (len(x), 2) (the fast envelope and the slow memory,
+    whose larger is the reduction applied; `neuralboard teacher --envelopes-out`)."""
     wavfile.write(f"{stem}-x.wav", recipe["sample_rate"], x)
     params = dict(recipe["teacher"]["params"], peak_reduction=peak_reduction, limit=limit)
+    sides = ["--envelopes-out", f"{stem}-e.wav"] if envelopes else []
     run([nb, "teacher", recipe["teacher"]["kind"], *[a for k, v in params.items() for a in ("--param", f"{k}={v}")],
-         f"{stem}-x.wav", f"{stem}-y.wav"])
+         *sides, f"{stem}-x.wav", f"{stem}-y.wav"])
     y = read_float(Path(f"{stem}-y.wav"))
     assert len(y) == len(x)
-    return y
+    if not envelopes:
+        return y
+    e = read_float(Path(f"{stem}-e.wav"), channels=2)
+    assert len(e) == len(x)
+    return y, (e * np.float32(math.log(10.0) / 20.0)).astype(np.float32)
 
 
-def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(input, teacher output) of one chunk."""
+def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict, envelopes: bool = False):
+    """(input, teacher output) of one chunk; with `envelopes`, (input, (output, envelopes)) (run_teacher)."""
     rate = recipe["sample_rate"]
     stem = tmp / f"{chunk['seed']}-{chunk['peak_reduction']:g}-{chunk['limit']}"
     source = (tone(chunk["tone_hz"], chunk["seconds"], rate) if "tone_hz" in chunk else
               read_float(corpus_file(nb, tmp, rate, chunk["seed"], chunk["seconds"])))
     x = apply_gains(source, chunk)
-    return x, run_teacher(nb, recipe, x, chunk["peak_reduction"], chunk["limit"], stem)
+    return x, run_teacher(nb, recipe, x, chunk["peak_reduction"], chunk["limit"], stem, envelopes)
 
 
 def control_vector(peak_reduction: float, limit: float) -> list[float]:
@@ -374,15 +387,19 @@ def build_model(torch, cfg: dict):
             # The audio, and with `level_floor_db` its level in decibels too (see level_feature).
             self.expand = nn.Linear(1 if cfg.get("level_floor_db") is None else 2, H)
             self.blocks = nn.ModuleList([Block() for _ in range(cfg["depth"])])
-            self.contract = nn.Linear(H, 1)
+            # With `envelopes: 2`, two readouts: the gain reduction is the larger of the two (heads), as the
+            # teacher's is the larger of its fast envelope and its slow memory.
+            self.contract = nn.Linear(H, cfg.get("envelopes", 1))
 
         def forward(self, x, c, form: str = "chunked", chunk: int = 64, with_log_gain: bool = False,
-                    start: str = "zero"):
+                    start: str = "zero", with_envelopes: bool = False):
             """x: (B, L) audio, c: (B, 2) controls (0..1) -> (B, L); with `with_log_gain` (the gain form only)
-            also the gain applied, in nepers (B, L), for the log-gain loss. `start`: from the zero state, or
+            also the gain applied, in nepers (B, L), for the log-gain loss; with `with_envelopes`, each head's too
+            (forward_blocks). `start`: from the zero state, or
             "settled", from the state silence settles the network to (the control-rate form only)."""
             if cfg.get("block"):
-                return self.forward_blocks(x, c, form, chunk, with_log_gain, start)
+                return self.forward_blocks(x, c, form, chunk, with_log_gain, start, with_envelopes)
+            assert cfg.get("envelopes", 1) == 1, "two envelopes need the control-rate form (`block`)"
             assert start == "zero", "a settled start needs the control-rate form (`block`)"
             e = self.mlp(c)
             h = x[:, None, :] * self.expand.weight[:, 0, None] + self.expand.bias[:, None]
@@ -398,14 +415,24 @@ def build_model(torch, cfg: dict):
             assert not with_log_gain, "the log-gain loss needs `output: gain`"
             return torch.tanh(o)
 
-        def forward_blocks(self, x, c, form: str, chunk: int, with_log_gain: bool, start: str = "zero"):
+        def heads(self, h):
+            """The contraction's outputs o (B, heads, M), and o itself (B, M): their largest (the reduction is
+            softplus(o), increasing in o, so the largest o is the largest reduction)."""
+            o = torch.einsum("eh,bhm->bem", self.contract.weight, h) + self.contract.bias[None, :, None]
+            return o, torch.amax(o, dim=1)
+
+        def forward_blocks(self, x, c, form: str, chunk: int, with_log_gain: bool, start: str = "zero",
+                           with_envelopes: bool = False):
             """The control-rate gain computer (`block`: D samples): the network runs once per block of D samples on
             the block's RMS and its level in dB (block_features) and gives the log-gain L[k]; sample j of block k
             gets exp of the ramp from L[k-2] to L[k-1] (gain_ramp). Causal: L[k-1] is known when block k starts.
 
             start "settled": every S4D starts from the state silence settles it to, and the ramp from silence's
             gain, as the engine's pedal does after a reset (S4dNetwork::settle). Silence's features are 0, so
-            the first block's input is the expansion's bias; each block's settled output, the next one's."""
+            the first block's input is the expansion's bias; each block's settled output, the next one's.
+
+            With `with_envelopes` (and `envelopes: 2`), also each head's log-gain, ramped the same way (B, 2, L),
+            for the envelope loss."""
             assert start in ("zero", "settled"), start
             d = cfg["block"]
             length = x.shape[-1]
@@ -419,14 +446,21 @@ def build_model(torch, cfg: dict):
                 h0 = self.expand.bias[None, :, None].expand(x.shape[0], -1, 1)
                 for block in self.blocks:
                     h, h0 = block(h, e, form, chunk, h0), block(h0, e, "steady", chunk)
-                o0 = torch.einsum("h,bhm->bm", self.contract.weight[0], h0) + self.contract.bias
+                heads0, o0 = self.heads(h0)
                 initial = -torch.nn.functional.softplus(o0)
             else:
                 for block in self.blocks:
                     h = block(h, e, form, chunk)
-            o = torch.einsum("h,bhm->bm", self.contract.weight[0], h) + self.contract.bias
+            heads, o = self.heads(h)
             log_gain = gain_ramp(torch, -torch.nn.functional.softplus(o), d, initial)[:, :length]
             y = x * torch.exp(log_gain)
+            if with_envelopes:
+                n = heads.shape[1]
+                flat = -torch.nn.functional.softplus(heads).reshape(-1, heads.shape[-1])
+                init = (None if start == "zero" else
+                        -torch.nn.functional.softplus(heads0).reshape(-1, 1))
+                envelopes = gain_ramp(torch, flat, d, init)[:, :length].reshape(x.shape[0], n, -1)
+                return y, log_gain, envelopes
             return (y, log_gain) if with_log_gain else y
 
     net = Net()
@@ -524,7 +558,10 @@ def export_weights(net) -> dict:
         "expand": {"weight": arr(net.expand.weight[:, 0]), "bias": arr(net.expand.bias),
                    **({"level_weight": arr(net.expand.weight[:, 1])} if net.expand.weight.shape[1] == 2 else {})},
         "blocks": blocks,
-        "contract": {"weight": arr(net.contract.weight[0]), "bias": f32(net.contract.bias.item())},
+        "contract": {"weight": arr(net.contract.weight[0]), "bias": f32(net.contract.bias[0].item())},
+        # The second envelope's readout (`envelopes: 2`): the gain reduction is the larger of the two.
+        **({"memory": {"weight": arr(net.contract.weight[1]), "bias": f32(net.contract.bias[1].item())}}
+           if net.contract.weight.shape[0] == 2 else {}),
     }
 
 
@@ -570,8 +607,12 @@ def load_weights(torch, net, w: dict, grow: bool = False) -> None:
             b.film.bias.copy_(t(wb["film"]["bias"], b.film.bias))
             b.prelu2.weight.fill_(wb["prelu2"])
             b.residual.copy_(t(wb["residual"], b.residual))
-        net.contract.weight.copy_(t(w["contract"]["weight"], net.contract.weight))
-        net.contract.bias.fill_(w["contract"]["bias"])
+        # A file with one readout, loaded into a net with two (`envelopes: 2`), gives both the one it has: the
+        # net starts as the file's, and the envelope loss pulls the two apart.
+        for row in range(net.contract.weight.shape[0]):
+            head = w["memory"] if row == 1 and "memory" in w else w["contract"]
+            net.contract.weight[row].copy_(torch.tensor(head["weight"], dtype=net.contract.weight.dtype))
+            net.contract.bias[row] = head["bias"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -760,7 +801,14 @@ def main() -> None:
     chunks = {split: expand_chunks(nb, tmp, recipe, split) for split in recipe["splits"]}
     seeds = [c["seed"] for cs in chunks.values() for c in cs]
     assert len(set(seeds)) == len(seeds), "corpus seeds must be disjoint across chunks and splits"
-    data = {split: [make_chunk(nb, tmp, recipe, c) for c in cs] for split, cs in chunks.items()}
+    # With `envelope_weight`, the teacher's envelopes of the training chunks too (the envelope loss).
+    env_weight = learning.get("envelope_weight", 0.0)
+    assert not env_weight or cfg.get("envelopes") == 2, "the envelope loss needs `envelopes: 2`"
+    data, envs = {}, {}
+    for split, cs in chunks.items():
+        made = [make_chunk(nb, tmp, recipe, c, bool(env_weight) and split.startswith("train")) for c in cs]
+        data[split] = [(x, y[0] if isinstance(y, tuple) else y) for x, y in made]
+        envs[split] = [y[1] if isinstance(y, tuple) else None for _, y in made]
     ctrl = {split: [control_vector(c["peak_reduction"], c["limit"]) for c in cs] for split, cs in chunks.items()}
 
     chunk_t = learning["chunk"]
@@ -853,6 +901,7 @@ def main() -> None:
         # Every split named train* trains (the corpus, and held tones where the recipe has them).
         train_splits = [sp for sp in chunks if sp.startswith("train")]
         train = [d for sp in train_splits for d in data[sp]]
+        train_env = [e for sp in train_splits for e in envs[sp]]
         train_ctrl = [c for sp in train_splits for c in ctrl[sp]]
         # The log-gain error's weights (all 1 without `change_weight`).
         train_w = [change_weights(c, len(d[0]), rate, learning.get("change_weight", 0.0),
@@ -861,7 +910,9 @@ def main() -> None:
         train_ms = float(np.mean(np.concatenate([y for _, y in train]).astype(np.float64) ** 2))
         loss_fn = make_loss(torch, learning, train_ms)
         loss_name = learning["loss"] + (f" + {lg_weight} x log-gain error (input above {lg_floor} dBFS)"
-                                        if lg_weight else "")
+                                        if lg_weight else "") + (
+            f" + {env_weight} x envelope error (each head's log-gain against the teacher's fast envelope and slow "
+            "memory, nepers squared)" if env_weight else "")
 
         lengths = np.array([len(y) for _, y in train], dtype=np.float64)
         rng = np.random.default_rng(learning["seed"])
@@ -879,15 +930,18 @@ def main() -> None:
             inp = np.empty((n, window), dtype=np.float32)
             tgt = np.empty((n, window), dtype=np.float32)
             wts = np.empty((n, window), dtype=np.float32)
+            env = np.zeros((n, 2, window) if env_weight else (n, 0, 0), dtype=np.float32)
             for b, ci in enumerate(which):
                 x, y = train[ci]
                 start = 0 if rng.random() < learning["start_at_zero"] else rng.integers(0, len(y) - window + 1)
                 sign = 1.0 if rng.random() < 0.5 else -1.0
                 inp[b], tgt[b] = sign * x[start:start + window], sign * y[start:start + window]
                 wts[b] = train_w[ci][start:start + window]
+                if env_weight:
+                    env[b] = train_env[ci][start:start + window].T
             c_t = torch.tensor([train_ctrl[ci] for ci in which], dtype=torch.float32)
             return (torch.from_numpy(inp).to(device), c_t.to(device), torch.from_numpy(tgt).to(device),
-                    torch.from_numpy(wts).to(device))
+                    torch.from_numpy(wts).to(device), torch.from_numpy(env).to(device))
 
         # Set the normalisation statistics from the data before the first step (one pass, each block's statistics
         # from this batch): otherwise they start at mean 0, variance 1 and, catching up, rescale every branch. A
@@ -898,7 +952,7 @@ def main() -> None:
             with torch.no_grad():
                 for nm in norms:
                     nm.momentum = 1.0
-                inp, c_t, _, _ = sample_batch(learning["batch"])
+                inp, c_t, _, _, _ = sample_batch(learning["batch"])
                 net(inp, c_t, "chunked", chunk_t)
         for nm in norms:
             nm.momentum = learning.get("norm_momentum", 0.1)
@@ -915,18 +969,27 @@ def main() -> None:
         steps = 0
         history = []
         recent = []
+        recent_env = []
         while True:
             elapsed = time.time() - t0
             if elapsed > max_minutes * 60:
                 break
             for g, lr in zip(opt.param_groups, base_lr):
                 g["lr"] = lr * learning["lr_final_fraction"] ** (elapsed / (max_minutes * 60))
-            inp, c_t, tgt, wts = sample_batch(batch)
+            inp, c_t, tgt, wts, env = sample_batch(batch)
             if lg_weight:
-                out, log_gain = step_net(inp, c_t, "chunked", chunk_t, True, initial_state)
+                if env_weight:
+                    out, log_gain, heads = step_net(inp, c_t, "chunked", chunk_t, True, initial_state, True)
+                else:
+                    out, log_gain = step_net(inp, c_t, "chunked", chunk_t, True, initial_state)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:]) + lg_weight * log_gain_error(
                     torch, log_gain[:, warm:], inp[:, warm:], tgt[:, warm:], lg_floor,
                     wts[:, warm:] if learning.get("change_weight") else None)
+                if env_weight:
+                    # Each head's log-gain is minus its reduction: head + teacher's envelope is the error.
+                    env_loss = torch.mean((heads[..., warm:] + env[..., warm:]) ** 2)
+                    recent_env.append(env_loss.item())
+                    loss = loss + env_weight * env_loss
             else:
                 out = step_net(inp, c_t, "chunked", chunk_t, False, initial_state)
                 loss = loss_fn(out[:, warm:], tgt[:, warm:])
@@ -938,7 +1001,8 @@ def main() -> None:
             opt.step()
             steps += 1
             if steps % 10 == 0:
-                log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, loss (mean of 10) {np.mean(recent[-10:]):.5f}")
+                log(f"{(time.time() - t0) / 60:5.1f} min, step {steps}, loss (mean of 10) {np.mean(recent[-10:]):.5f}"
+                    + (f", of which envelopes {env_weight} x {np.mean(recent_env[-10:]):.5f}" if recent_env else ""))
             if time.time() - last_val > learning["validate_every_s"]:
                 val, parts = validate(net)
                 if val < best[0]:
@@ -1008,7 +1072,7 @@ def main() -> None:
     exported.eval()
     model_doc = {
         "format": FORMAT,
-        "version": FORMAT_VERSION,
+        "version": FORMAT_VERSION_ENVELOPES if "memory" in weights else FORMAT_VERSION,
         "sample_rate": rate,
         "config": {"channels": cfg["channels"], "modes": cfg["modes"], "depth": cfg["depth"],
                    "embedding": cfg["embedding"], "controls": CONTROLS,

@@ -162,7 +162,7 @@ impl CompressorManifest {
             }
         }
         let mut teacher = self.build_teacher(chunk).map_err(|e| format!("teacher: {e}"))?;
-        let target = teacher::render(teacher.as_mut(), &input).0;
+        let target = teacher::render(teacher.as_mut(), &input).output;
         Ok((input, target))
     }
 

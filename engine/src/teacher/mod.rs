@@ -28,6 +28,13 @@ pub trait Teacher: Send {
         None
     }
 
+    /// The gain-reduction envelopes (dB, ≥ 0) behind the sample just ticked, for teachers whose gain is the larger
+    /// of two (the opto's fast envelope and its slow memory). A neural model built the same way can be taught each
+    /// one ([`Rendered::envelopes`]).
+    fn envelopes_db(&self) -> Option<[f32; 2]> {
+        None
+    }
+
     /// Samples by which the output lags the input (oversampling filters); callers that need sample-aligned
     /// input/output pairs drop this many leading output samples.
     fn latency(&self) -> usize {
@@ -45,26 +52,40 @@ pub enum TeacherError {
     BadValue { name: String, value: String, hint: &'static str },
 }
 
+/// What [`render`] gives: the output, and the side signals the teacher reports, one per input sample (empty for
+/// teachers without them).
+pub struct Rendered {
+    pub output: Vec<f32>,
+    /// The LFO value used for each sample (−1..1).
+    pub lfo: Vec<f32>,
+    /// The gain-reduction envelopes behind each sample (dB; [`Teacher::envelopes_db`]).
+    pub envelopes: Vec<[f32; 2]>,
+}
+
 /// Runs `input` through `teacher`, latency compensated: output sample n answers input sample n, and the output has
-/// the input's length. Also returns the LFO value used for each sample (empty for teachers without one).
-pub fn render(teacher: &mut dyn Teacher, input: &[f32]) -> (Vec<f32>, Vec<f32>) {
+/// the input's length. Also returns the side signals the teacher reports for each sample ([`Rendered`]).
+pub fn render(teacher: &mut dyn Teacher, input: &[f32]) -> Rendered {
     let latency = teacher.latency();
-    let mut out = Vec::with_capacity(input.len());
-    // Teachers with an LFO report it from the first sample on.
+    let mut output = Vec::with_capacity(input.len());
+    // Teachers with side signals report them from the first sample on.
     let mut lfo = Vec::with_capacity(if teacher.lfo().is_some() { input.len() } else { 0 });
+    let mut envelopes = Vec::with_capacity(if teacher.envelopes_db().is_some() { input.len() } else { 0 });
     // Feed `latency` extra zeros and drop as many leading outputs.
     for (n, &x) in input.iter().chain(std::iter::repeat_n(&0.0, latency)).enumerate() {
         let y = teacher.tick(x);
         if n >= latency {
-            out.push(y);
+            output.push(y);
         }
-        if n < input.len()
-            && let Some(value) = teacher.lfo()
-        {
-            lfo.push(value);
+        if n < input.len() {
+            if let Some(value) = teacher.lfo() {
+                lfo.push(value);
+            }
+            if let Some(value) = teacher.envelopes_db() {
+                envelopes.push(value);
+            }
         }
     }
-    (out, lfo)
+    Rendered { output, lfo, envelopes }
 }
 
 /// Builds a teacher of `kind` at `sample_rate` with `params` (name, value) applied over the defaults.

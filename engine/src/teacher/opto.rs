@@ -166,6 +166,10 @@ impl Teacher for Opto {
 
         x * 10f32.powf(-self.gain_reduction_db() / 20.0) * self.makeup
     }
+
+    fn envelopes_db(&self) -> Option<[f32; 2]> {
+        Some([self.fast, self.slow])
+    }
 }
 
 #[cfg(test)]
@@ -259,5 +263,26 @@ mod tests {
         let (_, short) = release_after(100);
         let (long_t, short_t) = (time_below(&gr), time_below(&short));
         assert!(long_t > 2.0 * short_t, "below 1 dB after {long_t:.2} s (long) vs {short_t:.2} s (short)");
+    }
+
+    #[test]
+    fn opto_envelopes_are_the_fast_and_slow_states_whose_larger_is_applied() {
+        // A loud burst, then a quiet tone: the fast envelope leads the attack and the start of the release, the
+        // slow memory the rest of it, and the output is the input times the larger's gain all along.
+        let mut input = sine(SR, 1000.0, 0.5, SR as usize);
+        input.extend(sine(SR, 1000.0, 0.03, SR as usize));
+        let rendered = crate::teacher::render(&mut opto(70.0, false), &input);
+        assert_eq!(rendered.envelopes.len(), input.len());
+        let (mut fast_leads, mut slow_leads) = (0, 0);
+        for ((&x, &y), &[fast, slow]) in input.iter().zip(&rendered.output).zip(&rendered.envelopes) {
+            let expected = x * 10f32.powf(-fast.max(slow) / 20.0);
+            assert!((y - expected).abs() <= 1e-6, "{y} against {expected}");
+            if fast > slow + 0.1 {
+                fast_leads += 1;
+            } else if slow > fast + 0.1 {
+                slow_leads += 1;
+            }
+        }
+        assert!(fast_leads > 10_000 && slow_leads > 10_000, "fast leads {fast_leads}, slow leads {slow_leads} samples");
     }
 }
