@@ -28,7 +28,16 @@ exp(L[k-2] + (L[k-1] - L[k-2]) (j + 1) / D) (gain_ramp). The gain changes over m
 detector is 3 ms, its attack 5-10 ms), so nothing is lost: the teacher's own gain, read at block ends and ramped
 the same way one block late, is 0.005-0.011 % off the teacher at D = 16 and 0.02-0.04 % at D = 32 (ESR on the test
 splits), and the network learns to anticipate by a block. It costs 1/D of the per-sample form, in the engine
-and in training (a CPU trains it), so the network can be wider. The S4D layer of channel c is the linear recurrence
+and in training (a CPU trains it), so the network can be wider. With `envelopes: 2` it has two readouts, o = max(w1 .
+h + b1, w2 . h + b2): the reduction is the larger of two envelopes, as the teacher's is the larger of its fast
+envelope and its cell's slow memory, and the release turns from the one to the other at a corner that one smooth
+readout rounds off (it dipped 0.12 dB under the teacher's there at peak reduction 40, which moved the release time
+by three quarters).
+With `envelope_weight`, the loss adds that weight times each readout's squared error (nepers, every sample after
+the warm-up) against the teacher's envelopes (`neuralboard teacher --envelopes-out`), so that each readout learns
+one of them; a one-readout file loaded into it gives both readouts its one (load_weights).
+
+The S4D layer of channel c is the linear recurrence
 
     x_n[t] = exp(dt A_n) x_n[t-1] + (exp(dt A_n) - 1) / A_n * u[t],   y[t] = 2 Re(sum_n C_n x_n[t]) + D u[t]
 
@@ -79,7 +88,8 @@ settings of their own: dynamics_probes); the best, the starting point included, 
 time limit or once the criterion is under `stop_at_fraction_of_target` of the test target. With `--init` and a
 recipe deeper than the file, the extra blocks start as identities (load_weights).
 
-Export: `NAME.s4d.json` (format "neuralboard-s4d" version 1, the weights the Rust engine loads), `NAME.check.json`
+Export: `NAME.s4d.json` (format "neuralboard-s4d" version 1, or 2 with `envelopes: 2`; the weights the Rust engine
+loads), `NAME.check.json`
 (three short excerpts and this model's output for them in the FFT-convolution form, for the Rust recurrent form to
 match; `recurrent.py` runs the recurrence and must agree) and `NAME.manifest.json` (chunks, ESRs per split,
 targets). The manifest's ESRs are measured on the exported numbers, the model run from its initial state (recorded

@@ -15,6 +15,8 @@ pub(crate) struct JsonFormat {
     pub kind: &'static str,
     /// Files larger than this are refused before reading, so a hostile file cannot make the player read gigabytes.
     pub max_bytes: u64,
+    /// The newest version this player reads (it reads every one from 1).
+    pub max_version: u32,
 }
 
 /// Why a JSON model file cannot be used.
@@ -34,10 +36,15 @@ pub enum ModelFileError {
     Json { format: &'static str, message: String },
     #[error("format \"{found}\" is not {expected}")]
     WrongFormat { found: String, expected: &'static str },
-    #[error("version {0} is not supported (this player reads version 1)")]
-    UnsupportedVersion(u32),
+    #[error("version {found} is not supported (this player reads {})", readable(*max))]
+    UnsupportedVersion { found: u32, max: u32 },
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+}
+
+/// The versions a player reads, in words.
+fn readable(max: u32) -> String {
+    if max == 1 { "version 1".to_owned() } else { format!("versions 1 to {max}") }
 }
 
 /// A field that is not what it must be, as a [`ModelFileError`].
@@ -57,8 +64,8 @@ impl JsonFormat {
         if format != self.name {
             return Err(ModelFileError::WrongFormat { found: format.to_owned(), expected: self.name });
         }
-        if version != 1 {
-            return Err(ModelFileError::UnsupportedVersion(version));
+        if !(1..=self.max_version).contains(&version) {
+            return Err(ModelFileError::UnsupportedVersion { found: version, max: self.max_version });
         }
         Ok(())
     }

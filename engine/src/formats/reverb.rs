@@ -40,7 +40,7 @@ use super::checks::{JsonFormat, ModelFileError, check_finite, check_matrix, chec
 pub const FORMAT: &str = "neuralboard-reverb";
 /// Files larger than this are refused before reading (the shipped decoder is a few MB of JSON).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
-const JSON: JsonFormat = JsonFormat { name: FORMAT, kind: "reverb model", max_bytes: MAX_FILE_BYTES };
+const JSON: JsonFormat = JsonFormat { name: FORMAT, kind: "reverb model", max_bytes: MAX_FILE_BYTES, max_version: 1 };
 /// Limits a hostile file cannot get past: far above anything trained, low enough to bound what the engine
 /// allocates.
 pub const MAX_LATENT_DIMS: usize = 8;

@@ -3,7 +3,7 @@
 //! and what a person can open to see what was shipped.
 //!
 //! ```text
-//! { "format": "neuralboard-s4d", "version": 1, "sample_rate": 48000,
+//! { "format": "neuralboard-s4d", "version": 1 | 2, "sample_rate": 48000,
 //!   "config": { "channels": H, "modes": N, "depth": D, "embedding": E,
 //!               "controls": [{"name": "peak_reduction", "min": 0, "max": 100}, ...],
 //!               "level_floor_db": F,                                    optional: the level input (below)
@@ -14,7 +14,8 @@
 //!                             "ssm": {"dt": [H], "a_re": [[N] x H], "a_im": .., "c_re": .., "c_im": .., "d": [H]},
 //!                             "norm": {"mean": [H], "var": [H], "eps": e},
 //!                             "film": {"weight": [[E] x 2H], "bias": [2H]}, "prelu2": a, "residual": [H] }, ...],
-//!                "contract": {"weight": [H], "bias": b} },
+//!                "contract": {"weight": [H], "bias": b},
+//!                "memory": {"weight": [H], "bias": b} },                version 2 only (below)
 //!   "output": "tanh" | "gain", "metadata": { "name": ..., ... } }
 //! ```
 //!
@@ -30,6 +31,11 @@
 //! block `k`, and sample `j` of block `k` gets `y = x · e^{L[k−2] + (L[k−1] − L[k−2])·(j+1)/D}`: the gain ramps over
 //! each block to the last one computed, causally (`L[k−1]` is known when block `k` starts), with no steps.
 //!
+//! Version 2 (a control-rate gain computer only) adds a second readout, `memory`: `o = max(w_c · h + b_c,
+//! w_m · h + b_m)`. The gain reduction `softplus(o)` is then the larger of two envelopes, as an optical compressor's
+//! is the larger of its fast envelope and its cell's slow memory: the release turns from the one to the other at a
+//! corner that one smooth readout can only round off. Version 1 files have no `memory`.
+//!
 //! Everything is checked here (shapes, finite numbers, a stable state matrix, positive step sizes and variances,
 //! sizes within limits), so the network built from a [`S4dFile`] never meets a surprise.
 
@@ -43,7 +49,9 @@ use super::checks::{JsonFormat, ModelFileError, check_finite, check_matrix, chec
 pub const FORMAT: &str = "neuralboard-s4d";
 /// Files larger than this are refused before reading (a shipped model is a few hundred kB).
 pub const MAX_FILE_BYTES: u64 = 64 << 20;
-const JSON: JsonFormat = JsonFormat { name: FORMAT, kind: "S4D model", max_bytes: MAX_FILE_BYTES };
+const JSON: JsonFormat = JsonFormat { name: FORMAT, kind: "S4D model", max_bytes: MAX_FILE_BYTES, max_version: 2 };
+/// The version that adds the second envelope's readout (`weights.memory`); a file without one is version 1.
+pub const VERSION_ENVELOPES: u32 = 2;
 /// Limits on the sizes a file may declare: far above anything trained, low enough that a hostile file cannot make
 /// the engine allocate without bound.
 pub const MAX_CHANNELS: usize = 256;
@@ -150,6 +158,9 @@ pub struct Weights {
     pub expand: Expand,
     pub blocks: Vec<Block>,
     pub contract: Contract,
+    /// The second envelope's readout (version 2).
+    #[serde(default)]
+    pub memory: Option<Contract>,
 }
 
 /// The parsed, validated file.
@@ -191,7 +202,9 @@ impl S4dFile {
             })
             .sum();
         let expand = 2 * w.expand.weight.len() + w.expand.level_weight.as_ref().map_or(0, Vec::len);
-        w.mlp.iter().map(dense).sum::<usize>() + expand + blocks + w.contract.weight.len() + 1
+        let readouts =
+            [Some(&w.contract), w.memory.as_ref()].into_iter().flatten().map(|r| r.weight.len() + 1).sum::<usize>();
+        w.mlp.iter().map(dense).sum::<usize>() + expand + blocks + readouts
     }
 
     fn validate(&self) -> Result<(), ModelFileError> {
@@ -261,6 +274,21 @@ impl S4dFile {
         }
         check_vec("weights.contract.weight", &w.contract.weight, h)?;
         check_finite("weights.contract.bias", &[w.contract.bias])?;
+        match (&w.memory, self.version == VERSION_ENVELOPES) {
+            (Some(memory), true) => {
+                if c.block.is_none() {
+                    return Err(invalid(
+                        "weights.memory",
+                        "a second envelope needs the control-rate form (config.block)",
+                    ));
+                }
+                check_vec("weights.memory.weight", &memory.weight, h)?;
+                check_finite("weights.memory.bias", &[memory.bias])?;
+            }
+            (None, false) => {}
+            (Some(_), false) => return Err(invalid("weights.memory", "only version 2 files have a second envelope")),
+            (None, true) => return Err(invalid("weights.memory", "missing (version 2 files have a second envelope)")),
+        }
         if w.blocks.len() != c.depth {
             return Err(invalid("weights.blocks", format!("{} blocks, config.depth says {}", w.blocks.len(), c.depth)));
         }
@@ -398,6 +426,51 @@ pub(crate) mod tests {
         v
     }
 
+    /// [`tiny_control_rate`] with a second envelope's readout (version 2): the first readout's weights reversed
+    /// and its bias raised, so that each readout is the larger in places.
+    pub(crate) fn tiny_envelopes(channels: usize, block: usize) -> Value {
+        let mut v = tiny_control_rate(channels, block);
+        let contract = &v["weights"]["contract"];
+        let mut weight: Vec<f64> = serde_json::from_value(contract["weight"].clone()).unwrap();
+        weight.reverse();
+        let bias = contract["bias"].as_f64().unwrap() + 0.3;
+        v["weights"]["memory"] = json!({"weight": weight, "bias": bias});
+        v["version"] = json!(VERSION_ENVELOPES);
+        v
+    }
+
+    #[test]
+    fn s4d_a_second_envelope_is_version_2_and_needs_the_control_rate_form() {
+        let file = parse(&tiny_envelopes(3, 32).to_string()).unwrap();
+        let one = parse(&tiny_control_rate(3, 32).to_string()).unwrap();
+        assert_eq!(file.parameter_count(), one.parameter_count() + 3 + 1);
+        for (mutate, wanted) in [
+            (
+                Box::new(|v: &mut Value| v["version"] = json!(1)) as Box<dyn FnOnce(&mut Value)>,
+                "only version 2 files have a second envelope",
+            ),
+            (
+                Box::new(|v: &mut Value| v["weights"].as_object_mut().unwrap().remove("memory").map(drop).unwrap()),
+                "memory: missing",
+            ),
+            (Box::new(|v: &mut Value| v["weights"]["memory"]["weight"] = json!([1.0])), "memory.weight: 1 values"),
+            (Box::new(|v: &mut Value| v["weights"]["memory"]["bias"] = json!(1e39)), "memory.bias"),
+            (
+                Box::new(|v: &mut Value| v["config"].as_object_mut().unwrap().remove("block").map(drop).unwrap()),
+                "needs the control-rate form",
+            ),
+            (
+                Box::new(|v: &mut Value| v["version"] = json!(3)),
+                "version 3 is not supported (this player reads versions 1 to 2)",
+            ),
+        ] {
+            let mut v = tiny_envelopes(3, 32);
+            mutate(&mut v);
+            let e = parse(&v.to_string()).map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(wanted), "{e:?} should mention {wanted:?}");
+        }
+    }
+
     #[test]
     fn s4d_a_control_rate_gain_computer_parses_and_needs_a_gain_output_and_a_level() {
         let file = parse(&tiny_control_rate(3, 32).to_string()).unwrap();
@@ -432,7 +505,8 @@ pub(crate) mod tests {
         type Mutation = Box<dyn FnOnce(&mut Value)>;
         let cases: Vec<(Mutation, &str)> = vec![
             (Box::new(|v| v["format"] = json!("nam")), "format \"nam\""),
-            (Box::new(|v| v["version"] = json!(2)), "version 2"),
+            (Box::new(|v| v["version"] = json!(2)), "weights.memory: missing"),
+            (Box::new(|v| v["version"] = json!(0)), "version 0 is not supported"),
             (Box::new(|v| v["weights"]["blocks"][1]["ssm"]["a_re"][0][1] = json!(0.1)), "blocks[1].ssm.a_re"),
             (Box::new(|v| v["weights"]["blocks"][0]["ssm"]["dt"][2] = json!(0.0)), "step sizes"),
             (Box::new(|v| v["weights"]["blocks"][0]["norm"]["var"][0] = json!(-1.0)), "norm.var"),

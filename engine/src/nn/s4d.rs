@@ -47,6 +47,26 @@ fn contract(frame: &[f32], weight: &[f32], bias: f32) -> f32 {
     frame.iter().zip(weight).map(|(h, w)| h * w).sum::<f32>() + bias
 }
 
+/// The output layer of the file: one readout, or two whose larger output is `o` (a version-2 file's two
+/// envelopes: see `formats::s4d`).
+#[derive(Debug, Clone)]
+struct Readout {
+    weight: Vec<f32>,
+    bias: f32,
+    memory: Option<(Vec<f32>, f32)>,
+}
+
+impl Readout {
+    #[inline]
+    fn apply(&self, frame: &[f32]) -> f32 {
+        let o = contract(frame, &self.weight, self.bias);
+        match &self.memory {
+            Some((weight, bias)) => o.max(contract(frame, weight, *bias)),
+            None => o,
+        }
+    }
+}
+
 /// `−softplus(o) = −ln(1 + e^{o})`, the gain computer's log-gain in nepers, without overflow for large `o`.
 #[inline]
 fn neg_softplus(o: f32) -> f32 {
@@ -412,8 +432,7 @@ pub struct S4dNetwork {
     /// The per-sample gain computer's log-gain at the last sample (nepers), for [`S4dNetwork::applied_gain_db`].
     last_log_gain: f32,
     blocks: Vec<Block>,
-    contract_w: Vec<f32>,
-    contract_b: f32,
+    readout: Readout,
     parameters: usize,
     max_block: usize,
     /// Working memory, sized at build time.
@@ -445,8 +464,11 @@ impl S4dNetwork {
             control_rate: file.config.block.map(ControlRate::new),
             last_log_gain: 0.0,
             blocks: w.blocks.iter().map(|b| Block::new(b, file.config.modes)).collect(),
-            contract_w: w.contract.weight.clone(),
-            contract_b: w.contract.bias,
+            readout: Readout {
+                weight: w.contract.weight.clone(),
+                bias: w.contract.bias,
+                memory: w.memory.as_ref().map(|m| (m.weight.clone(), m.bias)),
+            },
             parameters: file.parameter_count(),
             max_block,
             frames: vec![0.0; max_block * h],
@@ -518,7 +540,7 @@ impl S4dNetwork {
             block.settle(frame, &mut self.scratch);
         }
         // Silence's gain: the output at the settled state (the control-rate form holds it on both ramp ends).
-        self.last_log_gain = neg_softplus(contract(frame, &self.contract_w, self.contract_b));
+        self.last_log_gain = neg_softplus(self.readout.apply(frame));
         if let Some(rate) = &mut self.control_rate {
             rate.hold(self.last_log_gain);
         }
@@ -569,7 +591,7 @@ impl S4dNetwork {
             }
             let mut o = 0.0;
             for ((y, &x), frame) in output.iter_mut().zip(input).zip(frames.chunks_exact(h)) {
-                o = contract(frame, &self.contract_w, self.contract_b);
+                o = self.readout.apply(frame);
                 *y = match self.output {
                     Output::Tanh => o.tanh(),
                     // e^{−softplus(o)} = 1 / (1 + e^{o}), which stays in 0..=1 for every o (e^{o} = ∞ gives 0).
@@ -622,7 +644,7 @@ impl S4dNetwork {
         for block in &mut self.blocks {
             block.process(frame, &mut self.scratch);
         }
-        contract(frame, &self.contract_w, self.contract_b)
+        self.readout.apply(frame)
     }
 }
 
@@ -631,7 +653,7 @@ mod tests {
     use super::*;
     use crate::formats::s4d::{
         self,
-        tests::{tiny, tiny_control_rate, tiny_gain},
+        tests::{tiny, tiny_control_rate, tiny_envelopes, tiny_gain},
     };
 
     /// The network in the training framework's form, in f64: every state-space layer a causal convolution with its
@@ -734,10 +756,12 @@ mod tests {
                 }
             }
         }
+        // The readout, or the larger of two (version 2).
+        let read = |r: &s4d::Contract, t: usize| {
+            (0..h).map(|c| f64::from(r.weight[c]) * hs[c][t]).sum::<f64>() + f64::from(r.bias)
+        };
         let o: Vec<f64> = (0..t_len)
-            .map(|t| {
-                (0..h).map(|c| f64::from(w.contract.weight[c]) * hs[c][t]).sum::<f64>() + f64::from(w.contract.bias)
-            })
+            .map(|t| w.memory.as_ref().map_or(read(&w.contract, t), |m| read(&w.contract, t).max(read(m, t))))
             .collect();
         if let Some(d) = file.config.block {
             // L[k] = −softplus(o[k]); block k ramps from L[k−2] to L[k−1], both 0 before the first outputs.
@@ -845,6 +869,35 @@ mod tests {
                 assert!((across - slope).abs() < 1e-4, "a step at sample {boundary}: {across} against {slope}");
             }
         }
+    }
+
+    #[test]
+    fn s4d_a_gain_computer_of_two_envelopes_applies_the_larger_and_is_the_training_form() {
+        let (h, block, controls) = (6, 16, [60.0, 0.0]);
+        let file = s4d::parse(&tiny_envelopes(h, block).to_string()).unwrap();
+        let one = s4d::parse(&tiny_control_rate(h, block).to_string()).unwrap();
+        let mut x = signal(800);
+        x[600..].fill(0.0);
+        let c = [f64::from(controls[0]), f64::from(controls[1])];
+        let want = convolution_form(&file, &c, &x);
+        for piece in [800, 5, 64] {
+            let mut net = S4dNetwork::new(&file, 64);
+            net.set_controls(&controls);
+            net.clear();
+            let mut got = vec![1.0; x.len()];
+            for (i, o) in x.chunks(piece).zip(got.chunks_mut(piece)) {
+                net.process(i, o);
+            }
+            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+            assert!(worst < 2e-5, "pieces of {piece}: worst difference {worst}");
+            assert!(got.iter().zip(&x).all(|(y, x)| y.abs() <= x.abs()), "a gain computer never adds level");
+        }
+        // The memory's readout leads somewhere: the larger reduction is never less than the first readout's
+        // alone, and more in places.
+        let first = convolution_form(&one, &c, &x);
+        let more = want.iter().zip(&first).filter(|(w, f)| w.abs() < f.abs() - 1e-6).count();
+        assert!(want.iter().zip(&first).all(|(w, f)| w.abs() <= f.abs() + 1e-6), "the larger reduction of two");
+        assert!(more > 50, "the memory leads on only {more} samples");
     }
 
     #[test]
