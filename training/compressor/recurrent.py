@@ -8,7 +8,8 @@ setting, then per sample the expand layer (the audio, and its level in decibels 
 (Linear, PReLU, the S4D recurrence discretised by zero-order hold in double precision, BatchNorm with running
 statistics, FiLM, PReLU, residual) and the output: tanh, or with `"output": "gain"` the input times
 exp(-softplus(.)). With `"block": D` the network runs once per block of D samples on the block's RMS and level
-(its mean square in decibels), and the gain is ramped over the next block (train.py's gain_ramp). With a check file
+(its mean square in decibels), and the gain is ramped over the next block (train.py's gain_ramp); a version-2 file
+has a second readout (`weights.memory`) and the larger of the two outputs gives the gain. With a check file
 it runs every case and prints the largest difference to the check's output (the training framework's
 FFT-convolution form); train.py calls `max_check_error` after export and refuses a file over `CHECK_TOLERANCE`.
 """
