@@ -8,7 +8,8 @@
 //! the per-sample path; gain and mix glide per sample.
 //!
 //! The shipped network is a gain computer at a control rate: it steps once per 32 samples on the block's level and
-//! its gain is ramped over the next block (`formats::s4d`): one network step per 32 samples instead of 32.
+//! its gain is ramped over the next block (`formats::s4d`): one network step per 32 samples instead of 32. Its gain
+//! reduction is the larger of two readouts, a fast envelope and a slow memory, as the opto cell's is.
 //!
 //! The model's time constants are in samples at its own rate (48 kHz), so at other device rates it runs inside a
 //! [`RateAdapter`], dry signal included (mix stays phase-aligned). After a reset the network holds the state that
