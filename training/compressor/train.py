@@ -272,6 +272,9 @@ def control_vector(peak_reduction: float, limit: float) -> list[float]:
 def build_model(torch, cfg: dict):
     nn = torch.nn
     H, N = cfg["channels"], cfg["modes"]
+    assert cfg.get("envelopes", 1) in (1, 2), "one readout, or two envelopes"
+    assert cfg.get("envelopes", 1) == 1 or (cfg.get("output") == "gain" and cfg.get("block")), (
+        "two envelopes need the control-rate gain computer (`output: gain`, `block`), as the format's version 2 does")
 
     class S4D(nn.Module):
         """H independent diagonal state-space channels, N complex modes each (S4D-Lin, ZOH, B = 1)."""
@@ -409,7 +412,6 @@ def build_model(torch, cfg: dict):
             "settled", from the state silence settles the network to (the control-rate form only)."""
             if cfg.get("block"):
                 return self.forward_blocks(x, c, form, chunk, with_log_gain, start, with_envelopes)
-            assert cfg.get("envelopes", 1) == 1, "two envelopes need the control-rate form (`block`)"
             assert start == "zero", "a settled start needs the control-rate form (`block`)"
             e = self.mlp(c)
             h = x[:, None, :] * self.expand.weight[:, 0, None] + self.expand.bias[:, None]
@@ -619,6 +621,7 @@ def load_weights(torch, net, w: dict, grow: bool = False) -> None:
             b.residual.copy_(t(wb["residual"], b.residual))
         # A file with one readout, loaded into a net with two (`envelopes: 2`), gives both the one it has: the
         # net starts as the file's, and the envelope loss pulls the two apart.
+        assert "memory" not in w or net.contract.weight.shape[0] == 2, "a file of two envelopes needs `envelopes: 2`"
         for row in range(net.contract.weight.shape[0]):
             head = w["memory"] if row == 1 and "memory" in w else w["contract"]
             net.contract.weight[row].copy_(torch.tensor(head["weight"], dtype=net.contract.weight.dtype))
