@@ -61,7 +61,7 @@ def main() -> None:
             for d in sizes:
                 err = dict.fromkeys(modes, 0.0)
                 ref = 0.0
-                for x, y in data:
+                for x, y, _ in data:
                     x, y = x.astype(np.float64), y.astype(np.float64)
                     ok = np.abs(x) > 1e-5
                     idx = np.arange(len(x))

@@ -251,13 +251,15 @@ def run_teacher(nb: Path, recipe: dict, x: np.ndarray, peak_reduction: float, li
 
 
 def make_chunk(nb: Path, tmp: Path, recipe: dict, chunk: dict, envelopes: bool = False):
-    """(input, teacher output) of one chunk; with `envelopes`, (input, (output, envelopes)) (run_teacher)."""
+    """(input, teacher output, the teacher's envelopes or None) of one chunk: the envelopes with `envelopes`
+    (run_teacher)."""
     rate = recipe["sample_rate"]
     stem = tmp / f"{chunk['seed']}-{chunk['peak_reduction']:g}-{chunk['limit']}"
     source = (tone(chunk["tone_hz"], chunk["seconds"], rate) if "tone_hz" in chunk else
               read_float(corpus_file(nb, tmp, rate, chunk["seed"], chunk["seconds"])))
     x = apply_gains(source, chunk)
-    return x, run_teacher(nb, recipe, x, chunk["peak_reduction"], chunk["limit"], stem, envelopes)
+    out = run_teacher(nb, recipe, x, chunk["peak_reduction"], chunk["limit"], stem, envelopes)
+    return (x, *out) if envelopes else (x, out, None)
 
 
 def control_vector(peak_reduction: float, limit: float) -> list[float]:
@@ -820,8 +822,8 @@ def main() -> None:
     data, envs = {}, {}
     for split, cs in chunks.items():
         made = [make_chunk(nb, tmp, recipe, c, bool(env_weight) and split.startswith("train")) for c in cs]
-        data[split] = [(x, y[0] if isinstance(y, tuple) else y) for x, y in made]
-        envs[split] = [y[1] if isinstance(y, tuple) else None for _, y in made]
+        data[split] = [(x, y) for x, y, _ in made]
+        envs[split] = [e for _, _, e in made]
     ctrl = {split: [control_vector(c["peak_reduction"], c["limit"]) for c in cs] for split, cs in chunks.items()}
 
     chunk_t = learning["chunk"]
