@@ -794,6 +794,22 @@ mod tests {
         y.iter().zip(x).map(|(y, x)| (f64::from(*y) / f64::from(*x)).ln()).collect()
     }
 
+    /// `file`'s network from the zero state at `controls`, over `x` given in pieces of `piece` samples.
+    fn run_in_pieces(file: &S4dFile, controls: &[f32], x: &[f32], piece: usize) -> Vec<f32> {
+        let mut net = S4dNetwork::new(file, 64);
+        net.set_controls(controls);
+        net.clear();
+        let mut got = vec![1.0; x.len()];
+        for (i, o) in x.chunks(piece).zip(got.chunks_mut(piece)) {
+            net.process(i, o);
+        }
+        got
+    }
+
+    fn worst_difference(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max)
+    }
+
     fn tiny_file(h: usize) -> S4dFile {
         s4d::parse(&tiny(h).to_string()).unwrap()
     }
@@ -805,12 +821,8 @@ mod tests {
             let file = tiny_file(h);
             let x = signal(600);
             let want = convolution_form(&file, &[f64::from(controls[0]), f64::from(controls[1])], &x);
-            let mut net = S4dNetwork::new(&file, 64);
-            net.set_controls(&controls);
-            net.clear();
-            let mut got = vec![0.0; x.len()];
-            net.process(&x, &mut got);
-            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+            let got = run_in_pieces(&file, &controls, &x, x.len());
+            let worst = worst_difference(&got, &want);
             assert!(worst < 2e-5, "{h} channels, controls {controls:?}: worst difference {worst}");
             assert!(crate::eval::esr(&want, &x[..]) > 1e-2, "the network changes the signal");
         }
@@ -824,12 +836,8 @@ mod tests {
             let mut x = signal(600);
             x[450..].fill(0.0);
             let want = convolution_form(&file, &[f64::from(controls[0]), f64::from(controls[1])], &x);
-            let mut net = S4dNetwork::new(&file, 64);
-            net.set_controls(&controls);
-            net.clear();
-            let mut got = vec![1.0; x.len()];
-            net.process(&x, &mut got);
-            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+            let got = run_in_pieces(&file, &controls, &x, x.len());
+            let worst = worst_difference(&got, &want);
             assert!(worst < 2e-5, "{h} channels, controls {controls:?}: worst difference {worst}");
             assert!(got.iter().zip(&x).all(|(y, x)| y.abs() <= x.abs()), "a gain computer never adds level");
             assert!(got[450..].iter().all(|&y| y == 0.0), "silence in, silence out");
@@ -847,14 +855,8 @@ mod tests {
             let want = convolution_form(&file, &[f64::from(controls[0]), f64::from(controls[1])], &x);
             // Any block size of the caller: whole buffers, single samples, pieces that straddle the control blocks.
             for piece in [600, 1, 7, 64] {
-                let mut net = S4dNetwork::new(&file, 64);
-                net.set_controls(&controls);
-                net.clear();
-                let mut got = vec![1.0; x.len()];
-                for (i, o) in x.chunks(piece).zip(got.chunks_mut(piece)) {
-                    net.process(i, o);
-                }
-                let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+                let got = run_in_pieces(&file, &controls, &x, piece);
+                let worst = worst_difference(&got, &want);
                 assert!(worst < 2e-5, "{h} channels, blocks of {block}, pieces of {piece}: worst difference {worst}");
                 assert!(got.iter().zip(&x).all(|(y, x)| y.abs() <= x.abs()), "a gain computer never adds level");
                 assert!(got[450..].iter().all(|&y| y == 0.0), "silence in, silence out");
@@ -881,14 +883,8 @@ mod tests {
         let c = [f64::from(controls[0]), f64::from(controls[1])];
         let want = convolution_form(&file, &c, &x);
         for piece in [800, 5, 64] {
-            let mut net = S4dNetwork::new(&file, 64);
-            net.set_controls(&controls);
-            net.clear();
-            let mut got = vec![1.0; x.len()];
-            for (i, o) in x.chunks(piece).zip(got.chunks_mut(piece)) {
-                net.process(i, o);
-            }
-            let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, f32::max);
+            let got = run_in_pieces(&file, &controls, &x, piece);
+            let worst = worst_difference(&got, &want);
             assert!(worst < 2e-5, "pieces of {piece}: worst difference {worst}");
             assert!(got.iter().zip(&x).all(|(y, x)| y.abs() <= x.abs()), "a gain computer never adds level");
         }
