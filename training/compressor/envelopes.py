@@ -38,7 +38,8 @@ def tone(dbfs: float, start: int, n: int) -> np.ndarray:
 def main() -> None:
     import torch
 
-    model_path = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE.parent.parent / "assets/models/compressor/opto.s4d.json"
+    shipped = HERE.parent.parent / "assets/models/compressor/opto.s4d.json"
+    model_path = Path(sys.argv[1]) if len(sys.argv) > 1 else shipped
     recipe = resolved(json.loads(train.RECIPES.read_text())["recipes"], "opto")
     net = train.build_model(torch, recipe["model"])
     train.load_weights(torch, net, json.loads(model_path.read_text())["weights"])
@@ -52,8 +53,10 @@ def main() -> None:
             with torch.no_grad():
                 _, log_gain, heads = net(torch.from_numpy(x)[None], c, "chunked", recipe["learning"]["chunk"], True,
                                          "settled", True)
-            env, heads, applied = env * DB_PER_NEPER, -heads[0].numpy() * DB_PER_NEPER, -log_gain[0].numpy() * DB_PER_NEPER
-            print(f"peak reduction {pr}{' limit' if lim else ''}: teacher fast / slow (applied) | readouts (applied), dB")
+            env = env * DB_PER_NEPER
+            heads, applied = -heads[0].numpy() * DB_PER_NEPER, -log_gain[0].numpy() * DB_PER_NEPER
+            mode = " limit" if lim else ""
+            print(f"peak reduction {pr}{mode}: teacher fast / slow (applied) | readouts (applied), dB")
             for ms in TIMES_MS:
                 k = ms * RATE // 1000
                 print(f"  {ms:5d} ms  {env[k, 0]:6.2f} / {env[k, 1]:6.2f} ({env[k].max():6.2f}) | "
